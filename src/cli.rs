@@ -1,0 +1,206 @@
+//! Command-line flags, raw: clap definitions with Locust's names where Locust has the flag.
+//! Nothing here is resolved or cross-checked; `config::Plan::from_cli` does that once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "swarmer",
+    version,
+    about = "Locust-style load testing on a thread-per-core io_uring engine",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the built-in target server (canned endpoints for demos, tests and benchmarks).
+    Target(TargetArgs),
+    /// Start the built-in target in-process and run a short test against it.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Quick mode: one GET task on this URL, no think time (like wrk).
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Base URL for relative paths (Locust's --host).
+    #[arg(short = 'H', long)]
+    pub host: Option<String>,
+
+    /// Peak number of concurrent users (each has its own keep-alive connection).
+    #[arg(short = 'u', long, value_parser = parse_count, default_value = "1")]
+    pub users: u64,
+
+    /// Users started per second.
+    #[arg(short = 'r', long, value_parser = parse_rate, default_value = "1")]
+    pub spawn_rate: f64,
+
+    /// Stop after this long (30s, 5m, 1h30m; bare number = seconds). Default: until Ctrl-C.
+    #[arg(short = 't', long, value_parser = parse_duration)]
+    pub run_time: Option<Duration>,
+
+    /// No web UI; print a table every 2 s. (swarmer has no web UI yet: runs are always headless.)
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<PathBuf>,
+
+    /// Also write one row per endpoint per second to PREFIX_stats_history.csv.
+    #[arg(long)]
+    pub csv_full_history: bool,
+
+    /// Print only the final summary, not the periodic table.
+    #[arg(long)]
+    pub only_summary: bool,
+
+    /// Let users finish their current task for up to this long when the run stops.
+    #[arg(short = 's', long, value_parser = parse_duration, default_value = "0s")]
+    pub stop_timeout: Duration,
+
+    /// Exit code when any request failed.
+    #[arg(long, default_value_t = 1)]
+    pub exit_code_on_error: i32,
+
+    /// Worker threads, one pinned per core (default: all cores, or the --cpus list).
+    #[arg(long, value_parser = parse_positive)]
+    pub threads: Option<usize>,
+
+    /// Cores to run workers on, e.g. 0,1 or 2-5.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+
+    /// Per-request timeout, applied to connecting and to each response.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+
+    /// Requests written back to back per user before reading responses (quick mode), as wrk's
+    /// pipeline script.
+    #[arg(long, value_parser = parse_positive, default_value = "1")]
+    pub pipeline: usize,
+
+    /// IO driver: io_uring when available (auto), or force one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub io: IoArg,
+
+    /// Build io_uring rings without IORING_SETUP_DEFER_TASKRUN (for measuring its effect).
+    #[arg(long)]
+    pub no_defer_taskrun: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoArg {
+    Auto,
+    Uring,
+    Epoll,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Server threads, each with its own io_uring runtime and SO_REUSEPORT listener.
+    #[arg(long, value_parser = parse_positive, default_value = "1")]
+    pub threads: usize,
+    /// Cores to pin server threads to, e.g. 0 or 0-1.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// How long the demo test runs.
+    #[arg(short = 't', long, value_parser = parse_duration, default_value = "10s")]
+    pub run_time: Duration,
+    /// Concurrent users.
+    #[arg(short = 'u', long, value_parser = parse_count, default_value = "64")]
+    pub users: u64,
+    /// Also write the four CSV files with this prefix.
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    units::parse_duration(text)
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    units::parse_count(text)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    units::parse_rate(text)
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match units::parse_count(text)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n as usize),
+    }
+}
+
+/// Parses a core list such as `0,2-3`.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("invalid core list {text:?}; expected e.g. 0,1 or 2-5");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if cpus.is_empty() {
+        return Err(format!("empty core list {text:?}"));
+    }
+    Ok(cpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0,2-4").unwrap(), vec![0, 2, 3, 4]);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("x").is_err());
+    }
+
+    #[test]
+    fn locust_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "swarmer", "--headless", "-u", "64", "-r", "64", "-t", "10s", "http://127.0.0.1:8080/", "--csv", "out/run",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.users, 64);
+        assert_eq!(cli.run.run_time, Some(Duration::from_secs(10)));
+        assert_eq!(cli.run.url.as_deref(), Some("http://127.0.0.1:8080/"));
+        let err = Cli::try_parse_from(["swarmer", "-t", "10x"]).unwrap_err();
+        assert!(err.to_string().contains("--run-time"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -1,0 +1,345 @@
+//! The `Plan`: the single validated, resolved description of a run, built before any thread
+//! starts. The engine never sees raw flags. Requests are encoded to bytes here, endpoints are
+//! numbered here, addresses are resolved here.
+//!
+//! Shape: user types → weighted tasks → steps (requests), with a wait time after each task. Quick
+//! mode (a URL on the command line) is a one-type, one-task, one-request plan with no wait;
+//! scenario files compile into the same structure.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{parse_cpu_list, IoArg, RunArgs};
+use crate::http::encode_request;
+
+/// A (method, name) pair under which requests are counted. Its index in `Plan::endpoints` is
+/// the endpoint id used by stats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub method: String,
+    pub name: String,
+}
+
+/// One prepared request.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub endpoint: usize,
+    pub addr: SocketAddr,
+    /// The complete request, encoded once.
+    pub bytes: Vec<u8>,
+    /// HEAD: the response has no body whatever its headers say.
+    pub is_head: bool,
+    /// Safe to send again after an idle keep-alive close (GET, HEAD, PUT, DELETE, OPTIONS).
+    pub idempotent: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum Step {
+    Request(Request),
+}
+
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub name: String,
+    pub weight: u32,
+    pub steps: Vec<Step>,
+}
+
+/// Think time after each task (Locust's `wait_time`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Wait {
+    None,
+    Constant(Duration),
+    Between(Duration, Duration),
+    /// A task starts every period, whatever it took (`constant_pacing`).
+    Pacing(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct UserType {
+    pub name: String,
+    pub weight: u32,
+    pub tasks: Vec<Task>,
+    pub wait: Wait,
+}
+
+/// Which IO driver the workers build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// io_uring when the kernel supports it, else epoll.
+    Auto,
+    Uring,
+    Epoll,
+}
+
+/// Where results go.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub only_summary: bool,
+    pub csv_prefix: Option<PathBuf>,
+    pub csv_full_history: bool,
+    pub exit_code_on_error: i32,
+    /// Console table period (Locust: 2 s).
+    pub print_every: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub user_types: Vec<UserType>,
+    pub endpoints: Vec<Endpoint>,
+    pub users: u64,
+    pub spawn_rate: f64,
+    pub run_time: Option<Duration>,
+    pub stop_timeout: Duration,
+    /// Longest time a request may take; the histograms' upper bound.
+    pub max_timeout: Duration,
+    /// Requests per write in quick mode.
+    pub pipeline: usize,
+    /// One worker per entry; `Some(core)` pins it.
+    pub workers: Vec<Option<usize>>,
+    pub io: Io,
+    pub defer_taskrun: bool,
+    /// Snapshot period; the reporter's unit of time (CSV history rows).
+    pub tick: Duration,
+    pub output: Output,
+}
+
+/// Headroom of file descriptors kept for the process itself (stdio, CSV files, rings, pipes).
+pub const RESERVED_FDS: u64 = 64;
+
+/// A parsed `http://host[:port]/path?query` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub host: String,
+    pub port: u16,
+    /// Request-target in origin form.
+    pub target: String,
+}
+
+impl Url {
+    pub fn parse(text: &str) -> Result<Url, String> {
+        let uri: http::Uri = text.parse().map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(format!("{text:?}: HTTPS is not supported yet; use http://")),
+            Some(other) => return Err(format!("{text:?}: unsupported scheme {other:?}; use http://")),
+            None => return Err(format!("{text:?}: missing scheme; expected e.g. http://127.0.0.1:8080/")),
+        }
+        let authority = uri.authority().ok_or_else(|| format!("{text:?}: missing host"))?;
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let target = uri.path_and_query().map_or("/".to_string(), |pq| pq.as_str().to_string());
+        let target = if target.is_empty() { "/".to_string() } else { target };
+        Ok(Url { host, port: authority.port_u16().unwrap_or(80), target })
+    }
+
+    /// The Host header value.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    pub fn resolve(&self) -> Result<SocketAddr> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve host {:?}", self.host))?
+            .next()
+            .with_context(|| format!("host {:?} has no address", self.host))
+    }
+}
+
+impl Plan {
+    /// Resolves command-line flags into a plan (quick mode: the URL, or `--host`).
+    pub fn from_cli(args: &RunArgs) -> Result<Plan> {
+        let url_text = match (&args.url, &args.host) {
+            (Some(url), _) => url.clone(),
+            (None, Some(host)) => host.clone(),
+            (None, None) => bail!("nothing to test: give a URL (e.g. swarmer http://127.0.0.1:8080/) or --host"),
+        };
+        let url = Url::parse(&url_text).map_err(anyhow::Error::msg)?;
+        if args.users == 0 {
+            bail!("--users 0: at least one user is needed");
+        }
+        let workers = resolve_workers(args.threads, args.cpus.as_deref())?;
+        let mut plan = Plan::quick(&url, url.resolve()?, args.timeout, args.pipeline, workers);
+        plan.users = args.users;
+        plan.spawn_rate = args.spawn_rate;
+        plan.run_time = args.run_time;
+        plan.stop_timeout = args.stop_timeout;
+        plan.io = match args.io {
+            IoArg::Auto => Io::Auto,
+            IoArg::Uring => Io::Uring,
+            IoArg::Epoll => Io::Epoll,
+        };
+        plan.defer_taskrun = !args.no_defer_taskrun;
+        plan.output.only_summary = args.only_summary;
+        plan.output.csv_prefix = args.csv.clone();
+        plan.output.csv_full_history = args.csv_full_history;
+        plan.output.exit_code_on_error = args.exit_code_on_error;
+        Ok(plan)
+    }
+
+    /// A one-request plan: GET `url` in a loop with no think time, defaults elsewhere.
+    pub fn quick(url: &Url, addr: SocketAddr, timeout: Duration, pipeline: usize, workers: Vec<Option<usize>>) -> Plan {
+        let request = Request {
+            endpoint: 0,
+            addr,
+            bytes: encode_request("GET", &url.target, &url.authority(), &[], b""),
+            is_head: false,
+            idempotent: true,
+            timeout,
+        };
+        let task = Task { name: format!("GET {}", url.target), weight: 1, steps: vec![Step::Request(request)] };
+        Plan {
+            user_types: vec![UserType { name: "QuickUser".into(), weight: 1, tasks: vec![task], wait: Wait::None }],
+            endpoints: vec![Endpoint { method: "GET".into(), name: url.target.clone() }],
+            users: 1,
+            spawn_rate: 1.0,
+            run_time: None,
+            stop_timeout: Duration::ZERO,
+            max_timeout: timeout,
+            pipeline,
+            workers,
+            io: Io::Auto,
+            defer_taskrun: true,
+            tick: Duration::from_secs(1),
+            output: Output {
+                only_summary: false,
+                csv_prefix: None,
+                csv_full_history: false,
+                exit_code_on_error: 1,
+                print_every: Duration::from_secs(2),
+            },
+        }
+    }
+
+    /// The histogram upper bound in µs: the longest timeout plus slack for scheduling.
+    pub fn histogram_max_us(&self) -> u64 {
+        (self.max_timeout.as_micros() as u64).saturating_mul(2).max(1_000_000)
+    }
+
+    /// Users assigned to worker `index`: global user `i` goes to worker `i % workers`.
+    pub fn users_of_worker(&self, index: usize) -> impl Iterator<Item = u64> + '_ {
+        (index as u64..self.users).step_by(self.workers.len())
+    }
+
+    /// When global user `i` starts, counted from the start of the run.
+    pub fn start_offset(&self, user: u64) -> Duration {
+        Duration::from_secs_f64(user as f64 / self.spawn_rate)
+    }
+
+    /// The user type of global user `i`: types are interleaved in proportion to their weights
+    /// (weights 5:1 give AAAAAB AAAAAB …), so every prefix of users is as close to the ratio as
+    /// whole users allow.
+    pub fn user_type_of(&self, user: u64) -> usize {
+        let total: u64 = self.user_types.iter().map(|t| u64::from(t.weight)).sum();
+        let slot = user % total.max(1);
+        let mut acc = 0;
+        for (index, user_type) in self.user_types.iter().enumerate() {
+            acc += u64::from(user_type.weight);
+            if slot < acc {
+                return index;
+            }
+        }
+        0
+    }
+
+    /// Checks what can be checked before any thread starts; raises RLIMIT_NOFILE to its hard
+    /// limit and fails clearly when there cannot be a socket per user.
+    pub fn check_resources(&self) -> Result<()> {
+        let limit = raise_nofile_limit().context("cannot read or raise RLIMIT_NOFILE")?;
+        let needed = self.users + RESERVED_FDS;
+        if needed > limit {
+            bail!(
+                "--users {}: each user needs its own socket, but the open-file limit is {limit} \
+                 (hard limit; {} kept for the process). Use at most {} users, or raise the hard \
+                 limit (ulimit -Hn) as root",
+                self.users,
+                RESERVED_FDS,
+                limit.saturating_sub(RESERVED_FDS)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+pub fn raise_nofile_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit write/read a plain struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Worker list from `--threads` and `--cpus`: pinned to the listed cores, or to cores 0..N.
+pub fn resolve_workers(threads: Option<usize>, cpus: Option<&str>) -> Result<Vec<Option<usize>>> {
+    let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let cpus = match cpus {
+        Some(list) => {
+            let cpus = parse_cpu_list(list).map_err(|e| anyhow::anyhow!("--cpus {list}: {e}"))?;
+            if let Some(missing) = cpus.iter().find(|c| !available.contains(c)) {
+                bail!("--cpus {list}: core {missing} is not available to this process (available: {available:?})");
+            }
+            cpus
+        }
+        None => available,
+    };
+    let count = threads.unwrap_or(cpus.len().max(1));
+    Ok((0..count).map(|i| if cpus.is_empty() { None } else { Some(cpus[i % cpus.len()]) }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let url = Url::parse("http://127.0.0.1:8080/a?b=1").unwrap();
+        assert_eq!(url, Url { host: "127.0.0.1".into(), port: 8080, target: "/a?b=1".into() });
+        assert_eq!(url.authority(), "127.0.0.1:8080");
+        let url = Url::parse("http://localhost").unwrap();
+        assert_eq!((url.port, url.target.as_str(), url.authority().as_str()), (80, "/", "localhost"));
+        let v6 = Url::parse("http://[::1]:9000/x").unwrap();
+        assert_eq!((v6.host.as_str(), v6.authority().as_str()), ("::1", "[::1]:9000"));
+        assert!(Url::parse("https://x/").unwrap_err().contains("HTTPS"));
+        assert!(Url::parse("127.0.0.1:80").is_err());
+    }
+
+    #[test]
+    fn user_types_interleave_by_weight() {
+        let url = Url::parse("http://127.0.0.1:1/").unwrap();
+        let mut plan = Plan::quick(&url, url.resolve().unwrap(), Duration::from_secs(1), 1, vec![None]);
+        let mut b = plan.user_types[0].clone();
+        plan.user_types[0].weight = 5;
+        b.weight = 1;
+        plan.user_types.push(b);
+        let kinds: Vec<usize> = (0..12).map(|u| plan.user_type_of(u)).collect();
+        assert_eq!(kinds, [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn users_split_round_robin() {
+        let url = Url::parse("http://127.0.0.1:1/").unwrap();
+        let mut plan = Plan::quick(&url, url.resolve().unwrap(), Duration::from_secs(1), 1, vec![None, None]);
+        plan.users = 5;
+        assert_eq!(plan.users_of_worker(0).collect::<Vec<_>>(), [0, 2, 4]);
+        assert_eq!(plan.users_of_worker(1).collect::<Vec<_>>(), [1, 3]);
+    }
+}

@@ -1,0 +1,48 @@
+//! The engine: one pinned OS thread per selected core, each with its own monoio runtime and its
+//! own slice of the virtual users. Nothing is shared between workers per request: each owns its
+//! users, connections, buffers, RNGs and `CoreStats`. The only cross-thread traffic is the stop
+//! flag (a Relaxed load every `POLL`) and one `Snapshot` per tick to the reporter.
+
+mod user;
+mod worker;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::Plan;
+use crate::stats::Snapshot;
+
+/// How often workers look at the stop flag and the clock.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// What every worker needs to take part in one run.
+pub struct Run {
+    pub plan: Arc<Plan>,
+    /// The common origin of the run: spawn times, ticks and the deadline count from here.
+    pub start: Instant,
+    /// Set by a signal handler or the caller to stop the run gracefully.
+    pub stop: Arc<AtomicBool>,
+    /// Called on each worker thread before its runtime starts (instrumentation, tests).
+    pub on_worker_start: Option<fn(usize)>,
+}
+
+/// Starts one thread per worker. Each sends its snapshots on `snapshots` and takes spare ones
+/// back from its entry of `spares`; it exits when the run is over, after a final snapshot.
+pub fn start(run: Arc<Run>, snapshots: Sender<Snapshot>, spares: Vec<Receiver<Snapshot>>) -> Result<Vec<JoinHandle<Result<()>>>> {
+    let mut handles = Vec::new();
+    for (index, spares) in spares.into_iter().enumerate() {
+        let run = run.clone();
+        let snapshots = snapshots.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("swarmer-worker-{index}"))
+            .spawn(move || worker::main(index, run, snapshots, spares))
+            .context("cannot start a worker thread")?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}

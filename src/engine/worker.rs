@@ -1,0 +1,125 @@
+//! One worker thread: pins itself, builds its runtime, spawns its users on schedule, sends a
+//! snapshot every tick, and stops on the deadline or the stop flag, giving users `stop_timeout`
+//! to finish their task before the rest are cancelled.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+
+use super::{user, Run, POLL};
+use crate::stats::{CoreStats, Snapshot};
+
+/// State shared by the tasks of one worker (single-threaded: `Rc`, `Cell`, `RefCell`).
+pub(crate) struct Worker {
+    pub run: Arc<Run>,
+    pub index: usize,
+    pub stats: RefCell<CoreStats>,
+    /// Users stop at their next task boundary once this is set.
+    pub stopping: Cell<bool>,
+    /// Users currently running on this worker.
+    pub running: Cell<u64>,
+    snapshots: Sender<Snapshot>,
+    spares: Receiver<Snapshot>,
+}
+
+pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spares: Receiver<Snapshot>) -> Result<()> {
+    let plan = &run.plan;
+    if let Some(core) = plan.workers[index] {
+        // Pinning can fail in restricted containers; the run is still valid, only less stable.
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    }
+    if let Some(hook) = run.on_worker_start {
+        hook(index);
+    }
+    let users = plan.users_of_worker(index).count() as u32;
+    // Room for every user's in-flight op plus timers; the CQ is twice this.
+    let entries = (users + 64).next_power_of_two().clamp(256, 32768);
+    let max_us = plan.histogram_max_us();
+    let endpoints = plan.endpoints.len();
+    let worker = Rc::new(Worker {
+        run: run.clone(),
+        index,
+        stats: RefCell::new(CoreStats::new(index, endpoints, max_us)),
+        stopping: Cell::new(false),
+        running: Cell::new(0),
+        snapshots,
+        spares,
+    });
+    let (result, _driver) = crate::runtime::block_on(plan.io, plan.defer_taskrun, entries, || control(worker))
+        .with_context(|| format!("worker {index}: cannot build the IO runtime"))?;
+    result
+}
+
+/// The worker's control loop: spawn users, tick, stop.
+async fn control(worker: Rc<Worker>) -> Result<()> {
+    let run = worker.run.clone();
+    let plan = &run.plan;
+    monoio::spawn(spawn_users(worker.clone()));
+    let deadline = plan.run_time.map(|d| run.start + d);
+    let mut seq = 0;
+    let mut grace_end: Option<Instant> = None;
+    loop {
+        monoio::time::sleep(POLL).await;
+        let now = Instant::now();
+        while now >= run.start + plan.tick * (seq as u32 + 1) {
+            worker.send_tick(seq)?;
+            seq += 1;
+        }
+        if grace_end.is_none() && (run.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d)) {
+            worker.stopping.set(true);
+            grace_end = Some(now + plan.stop_timeout);
+        }
+        if grace_end.is_some_and(|end| worker.running.get() == 0 || now >= end) {
+            break;
+        }
+    }
+    let spare = worker.spare();
+    let last = worker.stats.borrow_mut().finish(spare, seq, worker.running.get());
+    worker.snapshots.send(last).context("reporter is gone")?;
+    // Returning drops the runtime with any users still mid-request: their requests were just
+    // reported as cancelled.
+    Ok(())
+}
+
+impl Worker {
+    fn spare(&self) -> Snapshot {
+        match self.spares.try_recv() {
+            Ok(mut spare) => {
+                spare.reset();
+                spare
+            }
+            // Only until the reporter has handed the first snapshots back.
+            Err(_) => {
+                let plan = &self.run.plan;
+                Snapshot::new(self.index, plan.endpoints.len(), plan.histogram_max_us())
+            }
+        }
+    }
+
+    fn send_tick(&self, seq: u64) -> Result<()> {
+        let spare = self.spare();
+        let filled = self.stats.borrow_mut().swap(spare, seq, self.running.get());
+        self.snapshots.send(filled).context("reporter is gone")
+    }
+}
+
+/// Starts this worker's users at their scheduled times (global user i at i / spawn_rate).
+async fn spawn_users(worker: Rc<Worker>) {
+    let run = worker.run.clone();
+    for user in run.plan.users_of_worker(worker.index) {
+        let at = run.start + run.plan.start_offset(user);
+        if at > Instant::now() {
+            monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await;
+        }
+        if worker.stopping.get() {
+            break;
+        }
+        worker.running.set(worker.running.get() + 1);
+        monoio::spawn(user::run(worker.clone(), user));
+    }
+}

@@ -1,0 +1,200 @@
+//! One keep-alive HTTP/1.1 connection: connect, write finished request bytes, read responses
+//! through one reusable buffer. The buffer is moved into each read op and handed back (monoio's
+//! rent IO); a read future dropped by a timeout loses it, so after any failure the caller must
+//! `close()` the connection, which restores a fresh buffer (cold path).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::body::Body;
+use super::error::{Failure, ParseError};
+use super::head::{parse_head, Framing};
+
+/// Read buffer per connection. Bodies stream through it; only a head must fit.
+pub const INIT_BUFFER_BYTES: usize = 4096;
+/// A response head that does not fit in this many bytes is `ParseError::HeadTooLarge`.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The outcome of one complete response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    pub status: u16,
+    /// Payload bytes (after de-chunking).
+    pub payload: u64,
+}
+
+pub struct Conn {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    /// Received bytes; `rbuf[pos..]` is not yet consumed.
+    rbuf: Vec<u8>,
+    pos: usize,
+    wbuf: Vec<u8>,
+    /// Responses completed on the current TCP connection.
+    served: u64,
+    /// Bytes received since the last `send`.
+    received_since_send: usize,
+    /// `served` when the last `send` started: > 0 means the request went on a reused connection.
+    served_at_send: u64,
+    /// Connections opened, for reports and tests.
+    pub connects: u64,
+}
+
+impl Conn {
+    pub fn new(addr: SocketAddr) -> Conn {
+        Conn {
+            addr,
+            stream: None,
+            rbuf: Vec::with_capacity(INIT_BUFFER_BYTES),
+            pos: 0,
+            wbuf: Vec::new(),
+            served: 0,
+            received_since_send: 0,
+            served_at_send: 0,
+            connects: 0,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Opens the TCP connection with `TCP_NODELAY`.
+    pub async fn connect(&mut self, timeout: Duration) -> Result<(), Failure> {
+        self.close();
+        let connecting = TcpStream::connect_addr(self.addr);
+        let stream = match monoio::time::timeout(timeout, connecting).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return Err(Failure::from_io(&err, Failure::Connect)),
+            Err(_) => return Err(Failure::ConnectTimeout(millis(timeout))),
+        };
+        stream.set_nodelay(true).map_err(|err| Failure::from_io(&err, Failure::Connect))?;
+        self.stream = Some(stream);
+        self.connects += 1;
+        Ok(())
+    }
+
+    /// Drops the TCP connection and any buffered bytes; restores buffers lost to a cancelled op.
+    pub fn close(&mut self) {
+        self.stream = None;
+        self.served = 0;
+        self.pos = 0;
+        self.rbuf.clear();
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = Vec::with_capacity(INIT_BUFFER_BYTES);
+        }
+    }
+
+    /// Writes `copies` back-to-back copies of `request` (pipelining when > 1) in one write.
+    pub async fn send(&mut self, request: &[u8], copies: usize) -> Result<(), Failure> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Failure::Write(libc::ENOTCONN));
+        };
+        self.wbuf.clear();
+        for _ in 0..copies {
+            self.wbuf.extend_from_slice(request);
+        }
+        self.served_at_send = self.served;
+        self.received_since_send = 0;
+        let (result, wbuf) = stream.write_all(std::mem::take(&mut self.wbuf)).await;
+        self.wbuf = wbuf;
+        result.map(|_| ()).map_err(|err| Failure::from_io(&err, Failure::Write))
+    }
+
+    /// Reads one complete response: skips interim 1xx heads, parses the final head, consumes the
+    /// body. Closes the connection afterwards when the response says so.
+    pub async fn receive(&mut self, head_request: bool) -> Result<Exchange, Failure> {
+        let head = loop {
+            match parse_head(&self.rbuf[self.pos..], head_request) {
+                Ok(Some(head)) if head.is_interim() => self.pos += head.len,
+                Ok(Some(head)) => {
+                    self.pos += head.len;
+                    break head;
+                }
+                Ok(None) if self.rbuf.len() - self.pos >= MAX_HEAD_BYTES => {
+                    return Err(Failure::Parse(ParseError::HeadTooLarge))
+                }
+                Ok(None) => {
+                    if self.fill().await? == 0 {
+                        return Err(Failure::Closed);
+                    }
+                }
+                Err(err) => return Err(Failure::Parse(err)),
+            }
+        };
+        let mut body = Body::new(head.framing);
+        let mut payload = 0;
+        loop {
+            let progress = body.decode(&self.rbuf[self.pos..]).map_err(Failure::Parse)?;
+            self.pos += progress.consumed;
+            payload += progress.payload;
+            if progress.done {
+                break;
+            }
+            if self.fill().await? == 0 {
+                if head.framing == Framing::UntilClose {
+                    break;
+                }
+                return Err(Failure::Closed);
+            }
+        }
+        self.served += 1;
+        if !head.keep_alive {
+            self.close();
+        }
+        Ok(Exchange { status: head.status, payload })
+    }
+
+    /// Whether `failure` may be retried once on a new connection: the request went out on a
+    /// reused keep-alive connection and the server closed it without sending a byte, so it
+    /// cannot have been processed (the idle-close race, RFC 9112 §9.3.1).
+    pub fn may_retry(&self, failure: Failure) -> bool {
+        let closed = match failure {
+            Failure::Closed => true,
+            Failure::Read(errno) | Failure::Write(errno) => errno == libc::ECONNRESET || errno == libc::EPIPE,
+            _ => false,
+        };
+        closed && self.served_at_send > 0 && self.received_since_send == 0
+    }
+
+    /// Reads more bytes after the unconsumed ones; returns how many (0 at end of stream).
+    async fn fill(&mut self) -> Result<usize, Failure> {
+        self.make_room();
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(0);
+        };
+        let len = self.rbuf.len();
+        let (result, slice) = stream.read(std::mem::take(&mut self.rbuf).slice_mut(len..)).await;
+        self.rbuf = slice.into_inner();
+        let n = result.map_err(|err| Failure::from_io(&err, Failure::Read))?;
+        self.received_since_send += n;
+        Ok(n)
+    }
+
+    /// Moves unconsumed bytes to the front, or grows the buffer when a head fills all of it.
+    fn make_room(&mut self) {
+        if self.pos == self.rbuf.len() {
+            self.rbuf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 && self.rbuf.capacity() - self.rbuf.len() < INIT_BUFFER_BYTES / 4 {
+            self.rbuf.copy_within(self.pos.., 0);
+            self.rbuf.truncate(self.rbuf.len() - self.pos);
+            self.pos = 0;
+        }
+        if self.rbuf.len() == self.rbuf.capacity() {
+            self.rbuf.reserve(self.rbuf.capacity().max(INIT_BUFFER_BYTES));
+        }
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().min(u128::from(u32::MAX)) as u32
+}

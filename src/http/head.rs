@@ -1,0 +1,203 @@
+//! Response head parsing (RFC 9112 §4–6) in place with a fixed header array: status, framing
+//! and persistence are read; no header is copied.
+
+use super::error::ParseError;
+
+/// Header fields beyond this many make the response a `ParseError::TooManyHeaders`.
+pub const MAX_HEADERS: usize = 64;
+
+/// How the body of a response is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: HEAD responses, 1xx, 204, 304 (§6.3 rule 1–2).
+    None,
+    /// Exactly this many bytes (§6.3 rule 6).
+    Length(u64),
+    /// Transfer-Encoding ending in chunked (§6.3 rule 4, §7.1).
+    Chunked,
+    /// Read until the server closes (§6.3 rule 8).
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    /// Bytes of the head including the final CRLF CRLF.
+    pub len: usize,
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this response (§9.3).
+    pub keep_alive: bool,
+}
+
+impl Head {
+    /// 1xx other than 101: an interim response to skip before the final one (§15.2).
+    pub fn is_interim(&self) -> bool {
+        (100..200).contains(&self.status) && self.status != 101
+    }
+}
+
+/// Parses a response head at the start of `buf`. `Ok(None)` means more bytes are needed.
+/// `head_request` says the request was HEAD, whose response never has a body.
+pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, ParseError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
+        Err(_) => return Err(ParseError::Head),
+    };
+    let status = response.code.ok_or(ParseError::Head)?;
+    let http11 = response.version == Some(1);
+    let mut keep_alive = http11;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    for header in response.headers.iter() {
+        let name = header.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let value = parse_content_length(header.value)?;
+            if content_length.is_some_and(|seen| seen != value) {
+                return Err(ParseError::ContentLength);
+            }
+            content_length = Some(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
+            // Only the final coding decides the framing (§6.3 rule 4).
+            chunked = last_token(header.value).eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = trim(token);
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
+                    keep_alive = true;
+                }
+            }
+        }
+    }
+    let no_body = head_request
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304;
+    let framing = if no_body {
+        Framing::None
+    } else if transfer_encoding {
+        if chunked {
+            Framing::Chunked
+        } else {
+            keep_alive = false;
+            Framing::UntilClose
+        }
+    } else if let Some(length) = content_length {
+        Framing::Length(length)
+    } else {
+        keep_alive = false;
+        Framing::UntilClose
+    };
+    if transfer_encoding && content_length.is_some() {
+        // §6.3 rule 3: TE overrides CL, and the connection must not be reused.
+        keep_alive = false;
+    }
+    if status == 101 {
+        keep_alive = false;
+    }
+    Ok(Some(Head { status, len, framing, keep_alive }))
+}
+
+fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+    let value = trim(value);
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::ContentLength);
+    }
+    Ok(value.iter().fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0')))
+}
+
+fn last_token(value: &[u8]) -> &[u8] {
+    trim(value.rsplit(|&b| b == b',').next().unwrap_or(value))
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Head {
+        parse_head(text.as_bytes(), false).unwrap().unwrap()
+    }
+
+    #[test]
+    fn content_length_and_keep_alive() {
+        let head = parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(head.status, 200);
+        assert_eq!(head.framing, Framing::Length(5));
+        assert!(head.keep_alive);
+        assert_eq!(head.len, 38);
+    }
+
+    #[test]
+    fn partial_at_every_split() {
+        let text = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n";
+        for cut in 0..text.len() {
+            assert_eq!(parse_head(&text[..cut], false), Ok(None), "cut at {cut}");
+        }
+        assert!(parse_head(text, false).unwrap().is_some());
+    }
+
+    #[test]
+    fn framing_rules() {
+        assert_eq!(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").framing, Framing::Chunked);
+        let te_cl = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(te_cl.framing, Framing::Chunked);
+        assert!(!te_cl.keep_alive);
+        let gzip = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!(gzip.framing, Framing::UntilClose);
+        assert!(!gzip.keep_alive);
+        let bare = parse("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(bare.framing, Framing::UntilClose);
+        assert!(!bare.keep_alive);
+        for status in ["204 No Content", "304 Not Modified", "100 Continue"] {
+            let head = parse(&format!("HTTP/1.1 {status}\r\nContent-Length: 10\r\n\r\n"));
+            assert_eq!(head.framing, Framing::None, "{status}");
+        }
+        assert!(parse("HTTP/1.1 100 Continue\r\n\r\n").is_interim());
+        assert!(!parse("HTTP/1.1 101 Switching Protocols\r\n\r\n").is_interim());
+        let head = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true).unwrap().unwrap();
+        assert_eq!(head.framing, Framing::None);
+    }
+
+    #[test]
+    fn persistence() {
+        assert!(!parse("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(!parse("HTTP/1.1 200 OK\r\nConnection: foo, Close\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(!parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(parse("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn errors() {
+        let bad = |text: &str| parse_head(text.as_bytes(), false);
+        assert_eq!(bad("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"), Err(ParseError::ContentLength));
+        assert_eq!(bad("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"), Err(ParseError::ContentLength));
+        assert_eq!(
+            bad("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Err(ParseError::ContentLength)
+        );
+        assert_eq!(bad("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n"), Err(ParseError::ContentLength));
+        assert_eq!(bad("HTTX/1.1 200 OK\r\n\r\n"), Err(ParseError::Head));
+        assert_eq!(bad("HTTP/1.1 2000 OK\r\n\r\n"), Err(ParseError::Head));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(bad(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")), Err(ParseError::TooManyHeaders));
+        // Equal duplicates are allowed (§8.6).
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n").framing,
+            Framing::Length(2)
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The HTTP/1.1 client: request encoding, response head parsing, body framing and the
+//! keep-alive connection. A leaf: it imports nothing else from the crate.
+//!
+//! Parsing is sans-IO (`head`, `body` work on byte slices and are tested split at every offset);
+//! `conn` drives them over a monoio `TcpStream` with one reusable read buffer per connection.
+
+pub mod body;
+pub mod conn;
+pub mod error;
+pub mod head;
+pub mod request;
+
+pub use body::{Body, Progress};
+pub use conn::{Conn, Exchange};
+pub use error::{Failure, FailureKind, ParseError};
+pub use head::{parse_head, Framing, Head};
+pub use request::encode_request;

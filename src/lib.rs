@@ -1,0 +1,185 @@
+//! swarmer: Locust's way of describing load on a thread-per-core io_uring engine.
+//!
+//! # Layout
+//!
+//! Data flows one way: **cli → config (`Plan`) → engine (workers, users) → http (`Conn`) →
+//! stats (`CoreStats`, `Snapshot`) → report**.
+//!
+//! | concept | file |
+//! |---|---|
+//! | flags (Locust names) | `cli.rs` |
+//! | durations, counts, rates | `units.rs` |
+//! | the validated plan of a run | `config.rs` |
+//! | worker threads, pinning, ticks, stop | `engine/worker.rs` |
+//! | the virtual-user loop | `engine/user.rs` |
+//! | runtime construction (io_uring flags, epoll) | `runtime.rs` |
+//! | keep-alive connection | `http/conn.rs` |
+//! | response head, body framing | `http/head.rs`, `http/body.rs` |
+//! | error taxonomy | `http/error.rs` |
+//! | per-core histograms and snapshots | `stats/mod.rs` |
+//! | merging, console tables, CSV files | `report/` |
+//! | the built-in target server | `target/` |
+//!
+//! `run` is the one composition root: start the reporter, start the engine, wait, return the
+//! outcome. `main.rs` parses flags, calls in here, prints the error chain and exits.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod report;
+pub mod runtime;
+pub mod signal;
+pub mod stats;
+pub mod target;
+pub mod units;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use config::Plan;
+use report::{Reporter, Summary};
+
+/// Exit code when the arguments or configuration are invalid.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code when the run could not start (nothing could connect, no runtime).
+pub const EXIT_NO_START: i32 = 3;
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub summary: Summary,
+    pub exit_code: i32,
+}
+
+/// Knobs for embedding a run (tests, `demo`).
+#[derive(Default, Clone)]
+pub struct RunOptions {
+    /// Stops the run gracefully when set (in addition to SIGINT/SIGTERM when `watch_signals`).
+    pub stop: Arc<AtomicBool>,
+    pub watch_signals: bool,
+    pub on_worker_start: Option<fn(usize)>,
+}
+
+/// Runs `plan` to completion: reporter thread, worker threads, final report.
+pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
+    plan.check_resources()?;
+    let plan = Arc::new(plan);
+    let workers = plan.workers.len();
+    let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded(workers * 64);
+    let (spare_txs, spare_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| crossbeam_channel::bounded(4)).unzip();
+    let start = Instant::now();
+    let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let reporter = Reporter::new(plan.clone(), start, start_unix)?;
+    let reporter = std::thread::Builder::new()
+        .name("swarmer-reporter".into())
+        .spawn(move || reporter.run(snapshot_rx, spare_txs))
+        .context("cannot start the reporter thread")?;
+    let engine_run = Arc::new(engine::Run {
+        plan: plan.clone(),
+        start,
+        stop: options.stop.clone(),
+        on_worker_start: options.on_worker_start,
+    });
+    let handles = engine::start(engine_run, snapshot_tx, spare_rxs)?;
+    while handles.iter().any(|h| !h.is_finished()) {
+        if options.watch_signals && signal::received() {
+            options.stop.store(true, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut worker_error = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => worker_error = Some(err),
+            Err(_) => worker_error = Some(anyhow::anyhow!("a worker thread panicked")),
+        }
+    }
+    let summary = match reporter.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the reporter thread panicked"),
+    };
+    let exit_code = if let Some(err) = worker_error {
+        eprintln!("error: {err:#}");
+        EXIT_NO_START
+    } else if summary.requests > 0 && summary.connect_failures == summary.requests {
+        eprintln!("error: no request could connect (see the error report)");
+        EXIT_NO_START
+    } else if summary.failures > 0 {
+        plan.output.exit_code_on_error
+    } else {
+        0
+    };
+    Ok(Outcome { summary, exit_code })
+}
+
+/// Dispatches a parsed command line; returns the process exit code.
+pub fn main_with(cli: cli::Cli) -> Result<i32> {
+    match cli.command {
+        Some(cli::Command::Target(args)) => run_target(&args),
+        Some(cli::Command::Demo(args)) => run_demo(&args),
+        None => {
+            let plan = Plan::from_cli(&cli.run).map_err(usage)?;
+            signal::install();
+            let options = RunOptions { watch_signals: true, ..RunOptions::default() };
+            Ok(run(plan, options)?.exit_code)
+        }
+    }
+}
+
+/// Marks an error as a usage/configuration error (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub anyhow::Error);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(err: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(UsageError(err))
+}
+
+/// The exit code for an error that ended `main_with`.
+pub fn exit_code_of(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|e| e.downcast_ref::<UsageError>().is_some()) {
+        EXIT_USAGE
+    } else {
+        EXIT_NO_START
+    }
+}
+
+fn run_target(args: &cli::TargetArgs) -> Result<i32> {
+    let ip: std::net::IpAddr = args.bind.parse().map_err(|_| usage(anyhow::anyhow!("--bind {}: not an IP address", args.bind)))?;
+    let cpus = config::resolve_workers(Some(args.threads), args.cpus.as_deref()).map_err(usage)?;
+    let cpus = if args.cpus.is_some() { cpus } else { vec![None; args.threads] };
+    let server = target::start((ip, args.port).into(), args.threads, &cpus)?;
+    println!("swarmer target listening on http://{} ({} thread(s))", server.addr, args.threads);
+    println!("endpoints: / · /bytes/N · /chunked/N · /delay/D · /status/C · /close");
+    loop {
+        std::thread::park();
+    }
+}
+
+fn run_demo(args: &cli::DemoArgs) -> Result<i32> {
+    let server = target::start(([127, 0, 0, 1], 0).into(), 1, &[None])?;
+    let url = config::Url::parse(&format!("http://{}/", server.addr)).map_err(anyhow::Error::msg)?;
+    println!("swarmer demo: built-in target on http://{}, {} users for {}\n", server.addr, args.users, units::HumanDuration(args.run_time));
+    let workers = config::resolve_workers(None, None)?;
+    let mut plan = Plan::quick(&url, server.addr, Duration::from_secs(10), 1, workers);
+    plan.users = args.users;
+    plan.spawn_rate = args.users as f64;
+    plan.run_time = Some(args.run_time);
+    plan.output.csv_prefix = args.csv.clone();
+    signal::install();
+    let outcome = run(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?;
+    println!("target served {} responses", server.served());
+    Ok(outcome.exit_code)
+}

@@ -1,0 +1,212 @@
+//! Locust's console layout: the request table (periodic with current rates, final with
+//! whole-run rates), the percentile table and the error report. Format strings follow Locust's
+//! `stats.py` column for column; times are milliseconds with decimals below one second.
+
+use std::io::Write;
+
+use super::format::{console_ms, PERCENTILES, PERCENTILE_TITLES};
+use super::{Row, Table};
+use crate::config::Plan;
+use crate::stats::EndpointStats;
+use crate::units::HumanDuration;
+
+const TYPE_WIDTH: usize = 8;
+const NAME_WIDTH: usize = 80;
+/// Locust narrows the name column of the request table by the space the other columns save.
+const REQUEST_NAME_WIDTH: usize = NAME_WIDTH - TYPE_WIDTH + 4;
+
+fn request_header() -> String {
+    format!(
+        "{:<TYPE_WIDTH$} {:<REQUEST_NAME_WIDTH$} {:>7} {:>12} |{:>7} {:>7} {:>7}{:>7} | {:>7} {:>11}",
+        "Type", "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "req/s", "failures/s"
+    )
+}
+
+fn request_separator() -> String {
+    format!(
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+        "-".repeat(TYPE_WIDTH),
+        "-".repeat(REQUEST_NAME_WIDTH),
+        "-".repeat(7),
+        "-".repeat(13),
+        "-".repeat(7),
+        "-".repeat(7),
+        "-".repeat(7),
+        "-".repeat(7),
+        "-".repeat(8),
+        "-".repeat(11)
+    )
+}
+
+/// One request-table line. `rates` are (req/s, failures/s).
+fn request_line(method: &str, name: &str, stats: &EndpointStats, rates: (f64, f64)) -> String {
+    let fail_pct = if stats.count == 0 { 0.0 } else { stats.failures as f64 * 100.0 / stats.count as f64 };
+    let min = if stats.count == 0 { 0.0 } else { stats.min_us as f64 };
+    let method = if method.is_empty() { String::new() } else { format!("{method} ") };
+    format!(
+        "{:<TYPE_WIDTH$} {:<REQUEST_NAME_WIDTH$} {:>7} {:>12} |{:>7} {:>7} {:>7}{:>7} | {:>7.2} {:>11.2}",
+        method,
+        name,
+        stats.count,
+        format!("{}({:.2}%)", stats.failures, fail_pct),
+        console_ms(stats.mean_us()),
+        console_ms(min),
+        console_ms(stats.max_us as f64),
+        console_ms(stats.quantile_us(0.5) as f64),
+        rates.0,
+        rates.1,
+    )
+}
+
+/// Builds the request table. Counts and times are whole-run; rates come from `current` over
+/// `window_secs` when given (periodic table), else whole-run over `elapsed_secs`.
+pub fn request_table(totals: &Table, current: Option<(&Table, f64)>, elapsed_secs: f64) -> Vec<String> {
+    let rates = |row_of: &dyn Fn(&Table) -> Option<(u64, u64)>| -> (f64, f64) {
+        let (source, secs) = match current {
+            Some((window, secs)) => (window, secs),
+            None => (totals, elapsed_secs),
+        };
+        let (count, failures) = row_of(source).unwrap_or((0, 0));
+        let secs = secs.max(1e-9);
+        (count as f64 / secs, failures as f64 / secs)
+    };
+    let mut lines = vec![request_header(), request_separator()];
+    for row in &totals.rows {
+        let find = |t: &Table| {
+            t.rows
+                .iter()
+                .find(|r| r.method == row.method && r.name == row.name)
+                .map(|r| (r.stats.count, r.stats.failures))
+        };
+        lines.push(request_line(row.method, row.name, row.stats, rates(&find)));
+    }
+    lines.push(request_separator());
+    let aggregated = |t: &Table| Some((t.aggregated.count, t.aggregated.failures));
+    lines.push(request_line("", "Aggregated", &totals.aggregated, rates(&aggregated)));
+    lines
+}
+
+pub fn percentile_table(totals: &Table) -> Vec<String> {
+    let mut header = format!("{:<TYPE_WIDTH$} {:<NAME_WIDTH$} {:>8}", "Type", "Name", PERCENTILE_TITLES[0]);
+    for title in &PERCENTILE_TITLES[1..] {
+        header.push_str(&format!(" {title:>6}"));
+    }
+    header.push_str(&format!(" {:>6}", "# reqs"));
+    let mut separator = format!("{}|{}|{}|", "-".repeat(TYPE_WIDTH), "-".repeat(NAME_WIDTH), "-".repeat(8));
+    separator.push_str(&"------|".repeat(PERCENTILES.len()));
+    separator.pop();
+    let line = |method: &str, name: &str, stats: &EndpointStats| {
+        let values: Vec<String> = PERCENTILES.iter().map(|&q| console_ms(stats.quantile_us(q) as f64)).collect();
+        let mut out = format!("{:<TYPE_WIDTH$} {:<NAME_WIDTH$} {:>8}", method, name, values[0]);
+        for value in &values[1..] {
+            out.push_str(&format!(" {value:>6}"));
+        }
+        out.push_str(&format!(" {:>6}", stats.count));
+        out
+    };
+    let mut lines = vec!["Response time percentiles (approximated)".to_string(), header, separator.clone()];
+    for Row { method, name, stats } in &totals.rows {
+        lines.push(line(method, name, stats));
+    }
+    lines.push(separator);
+    if totals.aggregated.count > 0 {
+        lines.push(line("", "Aggregated", &totals.aggregated));
+    }
+    lines
+}
+
+pub fn error_report(plan: &Plan, endpoints: &[EndpointStats]) -> Vec<String> {
+    let mut errors: Vec<(u64, String)> = Vec::new();
+    for (endpoint, stats) in plan.endpoints.iter().zip(endpoints) {
+        for error in &stats.errors {
+            errors.push((error.count, format!("{} {}: {}", endpoint.method, endpoint.name, error.failure)));
+        }
+    }
+    if errors.is_empty() {
+        return Vec::new();
+    }
+    errors.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let separator = format!("{}|{}", "-".repeat(18), "-".repeat(80 + NAME_WIDTH - 19));
+    let mut lines = vec!["Error report".to_string(), format!("{:<18} {:<100}", "# occurrences", "Error"), separator.clone()];
+    lines.extend(errors.iter().map(|(count, text)| format!("{count:<18} {text:<100}")));
+    lines.push(separator);
+    lines
+}
+
+fn emit(lines: &[String]) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in lines {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let _ = writeln!(out);
+    let _ = out.flush();
+}
+
+/// The periodic table: whole-run counts, current rates.
+pub fn print_requests(totals: &Table, current: Option<(&Table, f64)>) {
+    emit(&request_table(totals, current, 1.0));
+}
+
+/// The final report: whole-run table, percentiles, errors, and what Locust does not show.
+pub fn print_final(plan: &Plan, totals: &Table, endpoints: &[EndpointStats], elapsed_secs: f64) {
+    emit(&request_table(totals, None, elapsed_secs));
+    emit(&percentile_table(totals));
+    let errors = error_report(plan, endpoints);
+    if !errors.is_empty() {
+        emit(&errors);
+    }
+    let mut notes = Vec::new();
+    let cancelled: u64 = endpoints.iter().map(|s| s.cancelled).sum();
+    if cancelled > 0 {
+        notes.push(format!(
+            "Cancelled: {cancelled} requests were in flight when the run stopped (not counted above; see --stop-timeout)"
+        ));
+    }
+    let clamped: u64 = endpoints.iter().map(|s| s.clamped).sum();
+    if clamped > 0 {
+        notes.push(format!(
+            "Clamped: {clamped} response times above {} recorded at the histogram's top (max is exact)",
+            HumanDuration(std::time::Duration::from_micros(plan.histogram_max_us()))
+        ));
+    }
+    notes.push(format!(
+        "Run time {:.2}s, {} users on {} worker thread(s); {} requests, {:.2} req/s",
+        elapsed_secs,
+        plan.users,
+        plan.workers.len(),
+        totals.aggregated.count,
+        totals.aggregated.count as f64 / elapsed_secs
+    ));
+    emit(&notes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_locust() {
+        // Column boundaries from Locust's own output (reference/locust-compat.md).
+        let header = request_header();
+        assert!(header.starts_with("Type     Name"));
+        assert!(header.trim_end().ends_with("# reqs      # fails |    Avg     Min     Max    Med |   req/s  failures/s"));
+        assert_eq!(
+            request_separator(),
+            "--------|----------------------------------------------------------------------------|-------|-------------|-------|-------|-------|-------|--------|-----------"
+        );
+        let mut stats = EndpointStats::new(60_000_000);
+        for _ in 0..90 {
+            stats.record(4000, 10);
+        }
+        for _ in 0..14 {
+            stats.record(6000, 10);
+            stats.record_failure(crate::http::Failure::Status(500), 0);
+        }
+        let line = request_line("GET", "/fast", &stats, (22.49, 3.03));
+        let expected_tail = "104   14(13.46%) |   4.27    4.00    6.00   4.00 |   22.49        3.03";
+        assert!(line.starts_with("GET      /fast "), "{line}");
+        assert!(line.ends_with(expected_tail), "{line}");
+        assert_eq!(line.len(), request_header().len());
+    }
+}

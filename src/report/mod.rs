@@ -1,0 +1,252 @@
+//! The reporter thread: merges worker snapshots into per-interval and whole-run statistics and
+//! writes them out — Locust's console tables every `print_every`, the CSV files every tick, and
+//! a final summary and CSV rewrite once the workers are done.
+//!
+//! Intervals are exact: snapshot `seq` k of every worker covers [start + k·tick, start +
+//! (k+1)·tick), and interval k is processed only once every worker has sent it (or finished).
+
+mod console;
+mod csv;
+mod format;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::config::Plan;
+use crate::http::FailureKind;
+use crate::stats::{EndpointStats, Snapshot};
+
+pub use format::{utc_timestamp, PERCENTILES, PERCENTILE_TITLES};
+
+/// Intervals behind the "current" rates and window percentiles (Locust: 10 s).
+pub const WINDOW_TICKS: usize = 10;
+
+/// One endpoint's row: its label and its numbers.
+pub struct Row<'a> {
+    pub method: &'a str,
+    pub name: &'a str,
+    pub stats: &'a EndpointStats,
+}
+
+/// Endpoint rows sorted by (name, method) as Locust does, plus the Aggregated row.
+pub struct Table<'a> {
+    pub rows: Vec<Row<'a>>,
+    pub aggregated: EndpointStats,
+}
+
+impl<'a> Table<'a> {
+    fn new(plan: &'a Plan, endpoints: &'a [EndpointStats], include_empty: bool) -> Table<'a> {
+        let mut aggregated = EndpointStats::new(plan.histogram_max_us());
+        let mut rows = Vec::new();
+        for (endpoint, stats) in plan.endpoints.iter().zip(endpoints) {
+            aggregated.merge(stats);
+            if include_empty || stats.count > 0 {
+                rows.push(Row { method: &endpoint.method, name: &endpoint.name, stats });
+            }
+        }
+        rows.sort_by(|a, b| (a.name, a.method).cmp(&(b.name, b.method)));
+        aggregated.errors.clear();
+        Table { rows, aggregated }
+    }
+}
+
+/// Whole-run numbers handed back to the caller (exit code, tests).
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub requests: u64,
+    pub failures: u64,
+    pub cancelled: u64,
+    /// Failures that were connection errors (nothing could connect when this equals requests).
+    pub connect_failures: u64,
+    pub elapsed: Duration,
+    /// Per endpoint in plan order: (count, failures).
+    pub endpoints: Vec<(u64, u64)>,
+}
+
+/// Interval k being assembled from the workers' snapshots.
+struct Interval {
+    endpoints: Vec<EndpointStats>,
+    users: u64,
+    /// A worker's last snapshot is in it: the run ended inside this interval.
+    partial: bool,
+    /// Seconds covered: one tick, or less for the interval the run ended in.
+    secs: f64,
+}
+
+pub struct Reporter {
+    plan: Arc<Plan>,
+    start: Instant,
+    start_unix: f64,
+    workers: usize,
+    /// Per worker: the next seq expected, and whether its last snapshot came.
+    next_seq: Vec<u64>,
+    finished: Vec<bool>,
+    pending: BTreeMap<u64, Interval>,
+    totals: Vec<EndpointStats>,
+    window: VecDeque<Interval>,
+    processed: u64,
+    users: u64,
+    csv: Option<csv::Files>,
+}
+
+impl Reporter {
+    pub fn new(plan: Arc<Plan>, start: Instant, start_unix: f64) -> Result<Reporter> {
+        let workers = plan.workers.len();
+        let max_us = plan.histogram_max_us();
+        let totals = (0..plan.endpoints.len()).map(|_| EndpointStats::new(max_us)).collect();
+        let csv = match &plan.output.csv_prefix {
+            Some(prefix) => Some(csv::Files::create(prefix, plan.output.csv_full_history, start_unix as u64)?),
+            None => None,
+        };
+        Ok(Reporter {
+            plan,
+            start,
+            start_unix,
+            workers,
+            next_seq: vec![0; workers],
+            finished: vec![false; workers],
+            pending: BTreeMap::new(),
+            totals,
+            window: VecDeque::with_capacity(WINDOW_TICKS + 1),
+            processed: 0,
+            users: 0,
+            csv,
+        })
+    }
+
+    /// Runs until every worker has sent its last snapshot (or all senders are gone); then
+    /// prints the final report and rewrites the CSV files one last time.
+    pub fn run(mut self, snapshots: Receiver<Snapshot>, spares: Vec<Sender<Snapshot>>) -> Result<Summary> {
+        loop {
+            match snapshots.recv_timeout(Duration::from_millis(100)) {
+                Ok(snapshot) => {
+                    let worker = snapshot.worker;
+                    self.absorb(&snapshot);
+                    // Hand the buffers back; if the worker has enough spares, drop them.
+                    let _ = spares[worker].try_send(snapshot);
+                    self.process_complete()?;
+                    if self.finished.iter().all(|&f| f) {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let elapsed = self.start.elapsed();
+        // Workers that died without a last snapshot must not hold intervals back.
+        self.finished.iter_mut().for_each(|f| *f = true);
+        self.process_complete()?;
+        self.finish(elapsed)
+    }
+
+    fn absorb(&mut self, snapshot: &Snapshot) {
+        let max_us = self.plan.histogram_max_us();
+        let endpoints = self.plan.endpoints.len();
+        let interval = self.pending.entry(snapshot.seq).or_insert_with(|| Interval {
+            endpoints: (0..endpoints).map(|_| EndpointStats::new(max_us)).collect(),
+            users: 0,
+            partial: false,
+            secs: 0.0,
+        });
+        for (into, from) in interval.endpoints.iter_mut().zip(&snapshot.endpoints) {
+            into.merge(from);
+        }
+        interval.users += snapshot.users;
+        interval.partial |= snapshot.last;
+        self.next_seq[snapshot.worker] = snapshot.seq + 1;
+        self.finished[snapshot.worker] |= snapshot.last;
+    }
+
+    fn is_complete(&self, seq: u64) -> bool {
+        (0..self.workers).all(|w| self.finished[w] || self.next_seq[w] > seq)
+    }
+
+    fn process_complete(&mut self) -> Result<()> {
+        while let Some((&seq, _)) = self.pending.first_key_value() {
+            if !self.is_complete(seq) {
+                break;
+            }
+            let interval = self.pending.remove(&seq).expect("first key exists");
+            self.process(seq, interval)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, seq: u64, mut interval: Interval) -> Result<()> {
+        let tick = self.plan.tick.as_secs_f64();
+        interval.secs = if interval.partial {
+            (self.start.elapsed().as_secs_f64() - seq as f64 * tick).clamp(1e-3, tick)
+        } else {
+            tick
+        };
+        let partial = interval.partial;
+        let end_secs = seq as f64 * tick + interval.secs;
+        for (total, part) in self.totals.iter_mut().zip(&interval.endpoints) {
+            total.merge(part);
+        }
+        self.users = interval.users;
+        self.window.push_back(interval);
+        if self.window.len() > WINDOW_TICKS {
+            self.window.pop_front();
+        }
+        self.processed = seq + 1;
+        let window = self.window_stats();
+        let window_secs: f64 = self.window.iter().map(|i| i.secs).sum();
+        let timestamp = (self.start_unix + end_secs) as u64;
+        let plan = self.plan.clone();
+        let totals = Table::new(&plan, &self.totals, false);
+        let current = Table::new(&plan, &window, false);
+        if let Some(files) = &mut self.csv {
+            files.write_history(timestamp, self.users, &totals, &current, window_secs)?;
+            files.write_snapshot(&plan, &totals, &self.totals, end_secs)?;
+        }
+        let every = (plan.output.print_every.as_secs_f64() / tick).round().max(1.0) as u64;
+        // The interval the run ended in is followed at once by the final table.
+        if !plan.output.only_summary && !partial && (seq + 1) % every == 0 {
+            console::print_requests(&totals, Some((&current, window_secs)));
+        }
+        Ok(())
+    }
+
+    /// Per-endpoint stats over the window (the last `WINDOW_TICKS` intervals).
+    fn window_stats(&self) -> Vec<EndpointStats> {
+        let max_us = self.plan.histogram_max_us();
+        let mut merged: Vec<EndpointStats> = (0..self.plan.endpoints.len()).map(|_| EndpointStats::new(max_us)).collect();
+        for interval in &self.window {
+            for (into, from) in merged.iter_mut().zip(&interval.endpoints) {
+                into.merge(from);
+            }
+        }
+        merged
+    }
+
+    fn finish(mut self, elapsed: Duration) -> Result<Summary> {
+        let plan = self.plan.clone();
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let totals = Table::new(&plan, &self.totals, false);
+        if let Some(files) = &mut self.csv {
+            files.write_snapshot(&plan, &totals, &self.totals, secs)?;
+            files.flush()?;
+        }
+        console::print_final(&plan, &totals, &self.totals, secs);
+        let mut summary = Summary { elapsed, ..Summary::default() };
+        for stats in &self.totals {
+            summary.requests += stats.count;
+            summary.failures += stats.failures;
+            summary.cancelled += stats.cancelled;
+            summary.connect_failures += stats
+                .errors
+                .iter()
+                .filter(|e| e.failure.kind() == FailureKind::Connect)
+                .map(|e| e.count)
+                .sum::<u64>();
+            summary.endpoints.push((stats.count, stats.failures));
+        }
+        Ok(summary)
+    }
+}

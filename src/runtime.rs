@@ -1,0 +1,59 @@
+//! Building a thread's runtime (engine workers and target threads): io_uring with `SINGLE_ISSUER | DEFER_TASKRUN` (the ring setup
+//! that decides per-request CPU more than anything else in the loop, see DESIGN.md §3), plain
+//! io_uring when the kernel refuses those flags, epoll when io_uring is unavailable or forced.
+
+use std::future::Future;
+use std::io;
+
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use crate::config::Io;
+
+/// Whether this kernel supports the io_uring ops monoio needs.
+pub fn uring_available() -> bool {
+    monoio::utils::detect_uring()
+}
+
+/// Runs `make()`'s future to completion on a fresh runtime of the chosen kind; returns which
+/// driver ran it.
+pub fn block_on<F, Fut>(io: Io, defer_taskrun: bool, entries: u32, make: F) -> io::Result<(Fut::Output, &'static str)>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    let use_uring = match io {
+        Io::Epoll => false,
+        Io::Uring => true,
+        Io::Auto => uring_available(),
+    };
+    if use_uring {
+        let mut attempts: Vec<(bool, &'static str)> = Vec::new();
+        if defer_taskrun {
+            attempts.push((true, "io_uring (defer_taskrun)"));
+        }
+        attempts.push((false, "io_uring"));
+        let mut last_err = None;
+        let mut built = None;
+        for (defer, label) in attempts {
+            let mut urb = io_uring::IoUring::builder();
+            if defer {
+                urb.setup_single_issuer().setup_defer_taskrun();
+            }
+            match RuntimeBuilder::<IoUringDriver>::new().with_entries(entries).uring_builder(urb).enable_timer().build() {
+                Ok(rt) => {
+                    built = Some((rt, label));
+                    break;
+                }
+                Err(err) => last_err = Some(err),
+            }
+        }
+        if let Some((mut rt, label)) = built {
+            return Ok((rt.block_on(make()), label));
+        }
+        if io == Io::Uring {
+            return Err(last_err.expect("at least one attempt"));
+        }
+    }
+    let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
+    Ok((rt.block_on(make()), "epoll"))
+}

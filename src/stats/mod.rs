@@ -1,0 +1,285 @@
+//! Per-core recording and the snapshots that carry it to the reporter. A leaf: it imports only
+//! `http::Failure` (the error key); endpoints are plain indices into the plan's endpoint table.
+//!
+//! A worker records into its own `CoreStats` with no locks and no shared atomics. On each tick
+//! it swaps the filled `Snapshot` for an empty one handed back by the reporter, so steady state
+//! allocates nothing: histograms are reset, never rebuilt, and error lists keep their capacity.
+
+use hdrhistogram::Histogram;
+
+use crate::http::Failure;
+
+/// Significant figures of every latency histogram (0.1 % relative error).
+pub const SIGFIG: u8 = 3;
+
+/// One failure cause and how often it happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCount {
+    pub failure: Failure,
+    pub count: u64,
+    /// Unix seconds of the first and last occurrence.
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+/// Everything measured for one (method, name) endpoint over some span of time.
+#[derive(Clone, Debug)]
+pub struct EndpointStats {
+    /// Response times in microseconds, 1 µs up to the plan's longest timeout.
+    pub hist: Histogram<u64>,
+    /// Completed requests, failures included (Locust's "Request Count").
+    pub count: u64,
+    pub failures: u64,
+    /// Payload bytes of all responses.
+    pub bytes: u64,
+    pub sum_us: u64,
+    pub min_us: u64,
+    pub max_us: u64,
+    /// Samples above the histogram's range, recorded at its top.
+    pub clamped: u64,
+    /// Requests in flight when the run was stopped: neither success nor failure.
+    pub cancelled: u64,
+    pub errors: Vec<ErrorCount>,
+}
+
+impl EndpointStats {
+    pub fn new(max_us: u64) -> EndpointStats {
+        let hist = Histogram::new_with_bounds(1, max_us.max(2), SIGFIG).expect("valid histogram bounds");
+        EndpointStats {
+            hist,
+            count: 0,
+            failures: 0,
+            bytes: 0,
+            sum_us: 0,
+            min_us: u64::MAX,
+            max_us: 0,
+            clamped: 0,
+            cancelled: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records one completed request.
+    #[inline]
+    pub fn record(&mut self, latency_us: u64, bytes: u64) {
+        let high = self.hist.high();
+        let value = if latency_us > high {
+            self.clamped += 1;
+            high
+        } else {
+            latency_us.max(1)
+        };
+        self.hist.record(value).expect("value within bounds");
+        self.count += 1;
+        self.bytes += bytes;
+        self.sum_us += latency_us;
+        self.min_us = self.min_us.min(latency_us);
+        self.max_us = self.max_us.max(latency_us);
+    }
+
+    /// Counts a failure of a request already passed to `record`.
+    pub fn record_failure(&mut self, failure: Failure, now_unix: u64) {
+        self.failures += 1;
+        self.add_error(ErrorCount { failure, count: 1, first_seen: now_unix, last_seen: now_unix });
+    }
+
+    fn add_error(&mut self, error: ErrorCount) {
+        match self.errors.iter_mut().find(|e| e.failure == error.failure) {
+            Some(seen) => {
+                seen.count += error.count;
+                seen.first_seen = seen.first_seen.min(error.first_seen);
+                seen.last_seen = seen.last_seen.max(error.last_seen);
+            }
+            None => self.errors.push(error),
+        }
+    }
+
+    /// Adds another span's measurements into this one (exact: histograms add bucket by bucket).
+    pub fn merge(&mut self, other: &EndpointStats) {
+        self.hist.add(&other.hist).expect("histograms of one run share bounds");
+        self.count += other.count;
+        self.failures += other.failures;
+        self.bytes += other.bytes;
+        self.sum_us += other.sum_us;
+        self.min_us = self.min_us.min(other.min_us);
+        self.max_us = self.max_us.max(other.max_us);
+        self.clamped += other.clamped;
+        self.cancelled += other.cancelled;
+        for error in &other.errors {
+            self.add_error(*error);
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.hist.reset();
+        self.count = 0;
+        self.failures = 0;
+        self.bytes = 0;
+        self.sum_us = 0;
+        self.min_us = u64::MAX;
+        self.max_us = 0;
+        self.clamped = 0;
+        self.cancelled = 0;
+        self.errors.clear();
+    }
+
+    /// The value at `quantile` (0..=1) in µs, never above the exact maximum.
+    pub fn quantile_us(&self, quantile: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        if quantile >= 1.0 {
+            return self.max_us;
+        }
+        self.hist.value_at_quantile(quantile).min(self.max_us).max(self.min_us.min(self.max_us))
+    }
+
+    pub fn mean_us(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum_us as f64 / self.count as f64
+        }
+    }
+}
+
+/// What one worker measured during one tick (or, when `last`, since its previous tick until it
+/// stopped).
+#[derive(Debug)]
+pub struct Snapshot {
+    pub worker: usize,
+    /// Tick number: the interval [start + seq·tick, start + (seq+1)·tick).
+    pub seq: u64,
+    /// Indexed by endpoint id.
+    pub endpoints: Vec<EndpointStats>,
+    /// Users running on the worker when the snapshot was taken.
+    pub users: u64,
+    pub last: bool,
+}
+
+impl Snapshot {
+    pub fn new(worker: usize, endpoints: usize, max_us: u64) -> Snapshot {
+        Snapshot {
+            worker,
+            seq: 0,
+            endpoints: (0..endpoints).map(|_| EndpointStats::new(max_us)).collect(),
+            users: 0,
+            last: false,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.endpoints.iter_mut().for_each(EndpointStats::reset);
+        self.users = 0;
+        self.last = false;
+    }
+}
+
+/// A worker's recorder: the snapshot being filled plus requests currently in flight.
+pub struct CoreStats {
+    current: Snapshot,
+    in_flight: Vec<u64>,
+}
+
+impl CoreStats {
+    pub fn new(worker: usize, endpoints: usize, max_us: u64) -> CoreStats {
+        CoreStats { current: Snapshot::new(worker, endpoints, max_us), in_flight: vec![0; endpoints] }
+    }
+
+    /// A request on `endpoint` was started (its bytes are about to be written).
+    #[inline]
+    pub fn start(&mut self, endpoint: usize) {
+        self.in_flight[endpoint] += 1;
+    }
+
+    /// A started request completed successfully.
+    #[inline]
+    pub fn success(&mut self, endpoint: usize, latency_us: u64, bytes: u64) {
+        self.in_flight[endpoint] -= 1;
+        self.current.endpoints[endpoint].record(latency_us, bytes);
+    }
+
+    /// A started request failed after `latency_us`.
+    pub fn failure(&mut self, endpoint: usize, latency_us: u64, bytes: u64, failure: Failure, now_unix: u64) {
+        self.in_flight[endpoint] -= 1;
+        let stats = &mut self.current.endpoints[endpoint];
+        stats.record(latency_us, bytes);
+        stats.record_failure(failure, now_unix);
+    }
+
+    /// Hands out the filled snapshot and continues in `spare` (which must be reset).
+    pub fn swap(&mut self, spare: Snapshot, seq: u64, users: u64) -> Snapshot {
+        let mut filled = std::mem::replace(&mut self.current, spare);
+        filled.seq = seq;
+        filled.users = users;
+        filled
+    }
+
+    /// The final snapshot (continuing in `spare`): whatever is still in flight is reported as
+    /// cancelled, once.
+    pub fn finish(&mut self, spare: Snapshot, seq: u64, users: u64) -> Snapshot {
+        let mut last = self.swap(spare, seq, users);
+        for (stats, in_flight) in last.endpoints.iter_mut().zip(&mut self.in_flight) {
+            stats.cancelled += std::mem::take(in_flight);
+        }
+        last.last = true;
+        last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_exact_and_capped_at_max() {
+        let mut stats = EndpointStats::new(60_000_000);
+        for us in 1..=1000 {
+            stats.record(us, 10);
+        }
+        assert_eq!(stats.quantile_us(0.5), 500);
+        assert_eq!(stats.quantile_us(0.99), 990);
+        assert_eq!(stats.quantile_us(1.0), 1000);
+        let mut one = EndpointStats::new(60_000_000);
+        one.record(123_456, 0);
+        // The bucket's highest equivalent value would be above the sample; never report that.
+        assert!(one.quantile_us(0.99) <= 123_456);
+        assert!(one.quantile_us(0.5) >= 123_400);
+    }
+
+    #[test]
+    fn clamps_and_counts_samples_above_range() {
+        let mut stats = EndpointStats::new(1000);
+        stats.record(5000, 0);
+        assert_eq!(stats.clamped, 1);
+        assert_eq!(stats.max_us, 5000);
+        assert_eq!(stats.count, 1);
+    }
+
+    #[test]
+    fn merge_adds_everything() {
+        let mut a = EndpointStats::new(60_000_000);
+        let mut b = EndpointStats::new(60_000_000);
+        a.record(10, 1);
+        a.record_failure(Failure::Status(500), 100);
+        b.record(30, 2);
+        b.record_failure(Failure::Status(500), 90);
+        b.record(20, 2);
+        a.merge(&b);
+        assert_eq!((a.count, a.failures, a.bytes, a.min_us, a.max_us), (3, 2, 5, 10, 30));
+        assert_eq!(a.errors, vec![ErrorCount { failure: Failure::Status(500), count: 2, first_seen: 90, last_seen: 100 }]);
+    }
+
+    #[test]
+    fn in_flight_becomes_cancelled() {
+        let mut core = CoreStats::new(0, 2, 1000);
+        core.start(0);
+        core.start(0);
+        core.start(1);
+        core.success(0, 5, 0);
+        let last = core.finish(Snapshot::new(0, 2, 1000), 3, 0);
+        assert_eq!(last.endpoints[0].cancelled, 1);
+        assert_eq!(last.endpoints[1].cancelled, 1);
+        assert!(last.last);
+    }
+}

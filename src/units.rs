@@ -1,0 +1,162 @@
+//! Units people type and read: durations (`250ms`, `10s`, `1h30m`, bare number = seconds) and
+//! counts with SI suffixes (`5k`, `1.5M`). A leaf: used by `cli`, later by `scenario`.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Parses a duration: a sequence of `<number><unit>` with units `us`, `ms`, `s`, `m`, `h`, or a
+/// bare number meaning seconds (Locust's `-t 30` convention).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration; expected e.g. 30s, 250ms, 1h30m".into());
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return secs_to_duration(secs, text);
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(format!("invalid duration {text:?}; expected e.g. 30s, 250ms, 1h30m"));
+        }
+        let number: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("invalid number in duration {text:?}"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(format!("missing unit in duration {text:?}; use us, ms, s, m or h")),
+            unit => {
+                return Err(format!(
+                    "unknown unit {unit:?} in duration {text:?}; use us, ms, s, m or h"
+                ))
+            }
+        };
+        total += number * scale;
+        rest = &rest[unit_len..];
+    }
+    secs_to_duration(total, text)
+}
+
+fn secs_to_duration(secs: f64, text: &str) -> Result<Duration, String> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {text:?}; must be zero or positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a count with an optional SI suffix: `64`, `5k`, `1.5M`.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, scale) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1e3),
+        Some((i, 'M')) => (&text[..i], 1e6),
+        Some((i, 'G')) => (&text[..i], 1e9),
+        _ => (text, 1.0),
+    };
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("invalid count {text:?}; expected e.g. 64, 5k, 1.5M"))?;
+    let value = value * scale;
+    if !value.is_finite() || value < 0.0 || value.fract() != 0.0 {
+        return Err(format!("invalid count {text:?}; expected a whole non-negative number"));
+    }
+    Ok(value as u64)
+}
+
+/// Parses a rate per second: `10`, `2.5`, `5k`, optionally with a trailing `/s`.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let body = text.trim().trim_end_matches("/s");
+    let (digits, scale) = match body.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&body[..i], 1e3),
+        Some((i, 'M')) => (&body[..i], 1e6),
+        _ => (body, 1.0),
+    };
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("invalid rate {text:?}; expected e.g. 10, 2.5, 5k/s"))?;
+    if !value.is_finite() || value <= 0.0 {
+        return Err(format!("invalid rate {text:?}; must be greater than zero"));
+    }
+    Ok(value * scale)
+}
+
+/// Prints a duration the way a person writes it: `250ms`, `5s`, `1m30s`.
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() != 0 && d < Duration::from_secs(1) {
+            let us = d.as_micros();
+            return if us % 1000 == 0 {
+                write!(f, "{}ms", us / 1000)
+            } else {
+                write!(f, "{us}us")
+            };
+        }
+        if d.subsec_nanos() != 0 {
+            return write!(f, "{:.3}s", d.as_secs_f64());
+        }
+        let secs = d.as_secs();
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        if h > 0 {
+            write!(f, "{h}h")?;
+        }
+        if m > 0 {
+            write!(f, "{m}m")?;
+        }
+        if s > 0 || secs == 0 {
+            write!(f, "{s}s")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("50us").unwrap(), Duration::from_micros(50));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("10x").unwrap_err().contains("unknown unit \"x\""));
+        assert!(parse_duration("-5").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn counts_and_rates() {
+        assert_eq!(parse_count("64").unwrap(), 64);
+        assert_eq!(parse_count("5k").unwrap(), 5000);
+        assert_eq!(parse_count("1.5M").unwrap(), 1_500_000);
+        assert!(parse_count("1.5").is_err());
+        assert!(parse_count("abc").is_err());
+        assert_eq!(parse_rate("5k/s").unwrap(), 5000.0);
+        assert_eq!(parse_rate("2.5").unwrap(), 2.5);
+        assert!(parse_rate("0").is_err());
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(HumanDuration(Duration::from_millis(250)).to_string(), "250ms");
+        assert_eq!(HumanDuration(Duration::from_secs(5)).to_string(), "5s");
+        assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "1m30s");
+        assert_eq!(HumanDuration(Duration::from_secs(3600)).to_string(), "1h");
+    }
+}
