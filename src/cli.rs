@@ -193,7 +193,17 @@ mod tests {
     #[test]
     fn locust_flags_parse() {
         let cli = Cli::try_parse_from([
-            "swarmer", "--headless", "-u", "64", "-r", "64", "-t", "10s", "http://127.0.0.1:8080/", "--csv", "out/run",
+            "swarmer",
+            "--headless",
+            "-u",
+            "64",
+            "-r",
+            "64",
+            "-t",
+            "10s",
+            "http://127.0.0.1:8080/",
+            "--csv",
+            "out/run",
         ])
         .unwrap();
         assert_eq!(cli.run.users, 64);

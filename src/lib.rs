@@ -124,6 +124,7 @@ pub fn main_with(cli: cli::Cli) -> Result<i32> {
         Some(cli::Command::Demo(args)) => run_demo(&args),
         None => {
             let plan = Plan::from_cli(&cli.run).map_err(usage)?;
+            plan.check_resources().map_err(usage)?;
             signal::install();
             let options = RunOptions { watch_signals: true, ..RunOptions::default() };
             Ok(run(plan, options)?.exit_code)
@@ -157,12 +158,16 @@ pub fn exit_code_of(err: &anyhow::Error) -> i32 {
 }
 
 fn run_target(args: &cli::TargetArgs) -> Result<i32> {
-    let ip: std::net::IpAddr = args.bind.parse().map_err(|_| usage(anyhow::anyhow!("--bind {}: not an IP address", args.bind)))?;
+    let ip: std::net::IpAddr =
+        args.bind.parse().map_err(|_| usage(anyhow::anyhow!("--bind {}: not an IP address", args.bind)))?;
     let cpus = config::resolve_workers(Some(args.threads), args.cpus.as_deref()).map_err(usage)?;
     let cpus = if args.cpus.is_some() { cpus } else { vec![None; args.threads] };
     let server = target::start((ip, args.port).into(), args.threads, &cpus)?;
-    println!("swarmer target listening on http://{} ({} thread(s))", server.addr, args.threads);
-    println!("endpoints: / · /bytes/N · /chunked/N · /delay/D · /status/C · /close");
+    // One line, flushed: scripts read it to learn the port.
+    println!(
+        "swarmer target listening on http://{} ({} thread(s)); endpoints: / /bytes/N /chunked/N /delay/D /status/C /close",
+        server.addr, args.threads
+    );
     loop {
         std::thread::park();
     }
@@ -171,7 +176,12 @@ fn run_target(args: &cli::TargetArgs) -> Result<i32> {
 fn run_demo(args: &cli::DemoArgs) -> Result<i32> {
     let server = target::start(([127, 0, 0, 1], 0).into(), 1, &[None])?;
     let url = config::Url::parse(&format!("http://{}/", server.addr)).map_err(anyhow::Error::msg)?;
-    println!("swarmer demo: built-in target on http://{}, {} users for {}\n", server.addr, args.users, units::HumanDuration(args.run_time));
+    println!(
+        "swarmer demo: built-in target on http://{}, {} users for {}\n",
+        server.addr,
+        args.users,
+        units::HumanDuration(args.run_time)
+    );
     let workers = config::resolve_workers(None, None)?;
     let mut plan = Plan::quick(&url, server.addr, Duration::from_secs(10), 1, workers);
     plan.users = args.users;

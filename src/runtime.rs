@@ -39,7 +39,8 @@ where
             if defer {
                 urb.setup_single_issuer().setup_defer_taskrun();
             }
-            match RuntimeBuilder::<IoUringDriver>::new().with_entries(entries).uring_builder(urb).enable_timer().build() {
+            match RuntimeBuilder::<IoUringDriver>::new().with_entries(entries).uring_builder(urb).enable_timer().build()
+            {
                 Ok(rt) => {
                     built = Some((rt, label));
                     break;

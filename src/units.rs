@@ -17,15 +17,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = text;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("invalid duration {text:?}; expected e.g. 30s, 250ms, 1h30m"));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid number in duration {text:?}"))?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| format!("invalid number in duration {text:?}"))?;
         rest = &rest[num_len..];
         let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
@@ -35,11 +31,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60.0,
             "h" => 3600.0,
             "" => return Err(format!("missing unit in duration {text:?}; use us, ms, s, m or h")),
-            unit => {
-                return Err(format!(
-                    "unknown unit {unit:?} in duration {text:?}; use us, ms, s, m or h"
-                ))
-            }
+            unit => return Err(format!("unknown unit {unit:?} in duration {text:?}; use us, ms, s, m or h")),
         };
         total += number * scale;
         rest = &rest[unit_len..];
@@ -63,9 +55,7 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         Some((i, 'G')) => (&text[..i], 1e9),
         _ => (text, 1.0),
     };
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("invalid count {text:?}; expected e.g. 64, 5k, 1.5M"))?;
+    let value: f64 = digits.parse().map_err(|_| format!("invalid count {text:?}; expected e.g. 64, 5k, 1.5M"))?;
     let value = value * scale;
     if !value.is_finite() || value < 0.0 || value.fract() != 0.0 {
         return Err(format!("invalid count {text:?}; expected a whole non-negative number"));
@@ -81,9 +71,7 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
         Some((i, 'M')) => (&body[..i], 1e6),
         _ => (body, 1.0),
     };
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("invalid rate {text:?}; expected e.g. 10, 2.5, 5k/s"))?;
+    let value: f64 = digits.parse().map_err(|_| format!("invalid rate {text:?}; expected e.g. 10, 2.5, 5k/s"))?;
     if !value.is_finite() || value <= 0.0 {
         return Err(format!("invalid rate {text:?}; must be greater than zero"));
     }
@@ -98,11 +86,7 @@ impl fmt::Display for HumanDuration {
         let d = self.0;
         if d.subsec_nanos() != 0 && d < Duration::from_secs(1) {
             let us = d.as_micros();
-            return if us % 1000 == 0 {
-                write!(f, "{}ms", us / 1000)
-            } else {
-                write!(f, "{us}us")
-            };
+            return if us.is_multiple_of(1000) { write!(f, "{}ms", us / 1000) } else { write!(f, "{us}us") };
         }
         if d.subsec_nanos() != 0 {
             return write!(f, "{:.3}s", d.as_secs_f64());

@@ -33,7 +33,11 @@ pub struct Run {
 
 /// Starts one thread per worker. Each sends its snapshots on `snapshots` and takes spare ones
 /// back from its entry of `spares`; it exits when the run is over, after a final snapshot.
-pub fn start(run: Arc<Run>, snapshots: Sender<Snapshot>, spares: Vec<Receiver<Snapshot>>) -> Result<Vec<JoinHandle<Result<()>>>> {
+pub fn start(
+    run: Arc<Run>,
+    snapshots: Sender<Snapshot>,
+    spares: Vec<Receiver<Snapshot>>,
+) -> Result<Vec<JoinHandle<Result<()>>>> {
     let mut handles = Vec::new();
     for (index, spares) in spares.into_iter().enumerate() {
         let run = run.clone();

@@ -99,7 +99,8 @@ async fn execute(worker: &Worker, conn: &mut Conn, request: &Request, depth: usi
     }
     let started = Instant::now();
     let completed = Cell::new(0);
-    let outcome = monoio::time::timeout(request.timeout, exchange(worker, conn, request, depth, started, &completed)).await;
+    let outcome =
+        monoio::time::timeout(request.timeout, exchange(worker, conn, request, depth, started, &completed)).await;
     let failure = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(failure)) => failure,
@@ -115,7 +116,14 @@ async fn execute(worker: &Worker, conn: &mut Conn, request: &Request, depth: usi
     }
 }
 
-async fn exchange(worker: &Worker, conn: &mut Conn, request: &Request, depth: usize, started: Instant, completed: &Cell<usize>) -> Result<(), Failure> {
+async fn exchange(
+    worker: &Worker,
+    conn: &mut Conn,
+    request: &Request,
+    depth: usize,
+    started: Instant,
+    completed: &Cell<usize>,
+) -> Result<(), Failure> {
     let mut retried = false;
     loop {
         if !conn.is_connected() {

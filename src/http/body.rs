@@ -34,19 +34,35 @@ pub enum Body {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Chunked {
     /// Hex digits of the chunk size; `digits` seen so far.
-    Size { size: u64, digits: u8 },
+    Size {
+        size: u64,
+        digits: u8,
+    },
     /// After the size: optional whitespace and `;extensions` up to CR.
-    Ext { size: u64, len: usize },
+    Ext {
+        size: u64,
+        len: usize,
+    },
     /// Expect LF ending the size line.
-    SizeLf { size: u64 },
+    SizeLf {
+        size: u64,
+    },
     /// Chunk payload bytes still to come.
-    Data { remaining: u64 },
+    Data {
+        remaining: u64,
+    },
     DataCr,
     DataLf,
     /// At the start of a trailer line (or the final empty line).
-    TrailerStart { total: usize },
-    TrailerLine { total: usize },
-    TrailerLf { total: usize },
+    TrailerStart {
+        total: usize,
+    },
+    TrailerLine {
+        total: usize,
+    },
+    TrailerLf {
+        total: usize,
+    },
     /// Expect the LF of the empty line that ends the message.
     EndLf,
     /// The message is complete.

@@ -85,7 +85,7 @@ fn describe_errno(errno: i32) -> String {
 }
 
 fn describe_ms(ms: u32) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -103,10 +103,7 @@ impl fmt::Display for Failure {
             Failure::Timeout(ms) => write!(f, "timeout after {}", describe_ms(ms)),
             Failure::Parse(err) => write!(f, "bad response: {err}"),
             Failure::Status(code) => {
-                let reason = http::StatusCode::from_u16(code)
-                    .ok()
-                    .and_then(|s| s.canonical_reason())
-                    .unwrap_or("");
+                let reason = http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
                 if reason.is_empty() {
                     write!(f, "HTTP {code}")
                 } else {

@@ -77,10 +77,7 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, ParseE
             }
         }
     }
-    let no_body = head_request
-        || (100..200).contains(&status)
-        || status == 204
-        || status == 304;
+    let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = if no_body {
         Framing::None
     } else if transfer_encoding {
@@ -189,7 +186,10 @@ mod tests {
             bad("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Err(ParseError::ContentLength)
         );
-        assert_eq!(bad("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n"), Err(ParseError::ContentLength));
+        assert_eq!(
+            bad("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+            Err(ParseError::ContentLength)
+        );
         assert_eq!(bad("HTTX/1.1 200 OK\r\n\r\n"), Err(ParseError::Head));
         assert_eq!(bad("HTTP/1.1 2000 OK\r\n\r\n"), Err(ParseError::Head));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();

@@ -40,7 +40,10 @@ mod tests {
         let req = encode_request("GET", "/a?b=1", "127.0.0.1:8080", &[], b"");
         assert_eq!(
             String::from_utf8(req).unwrap(),
-            format!("GET /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: swarmer/{}\r\n\r\n", env!("CARGO_PKG_VERSION"))
+            format!(
+                "GET /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: swarmer/{}\r\n\r\n",
+                env!("CARGO_PKG_VERSION")
+            )
         );
         let headers = [("User-Agent".to_string(), "x".to_string())];
         let req = encode_request("POST", "/p", "h", &headers, b"{}");

@@ -127,7 +127,8 @@ pub fn error_report(plan: &Plan, endpoints: &[EndpointStats]) -> Vec<String> {
     }
     errors.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     let separator = format!("{}|{}", "-".repeat(18), "-".repeat(80 + NAME_WIDTH - 19));
-    let mut lines = vec!["Error report".to_string(), format!("{:<18} {:<100}", "# occurrences", "Error"), separator.clone()];
+    let mut lines =
+        vec!["Error report".to_string(), format!("{:<18} {:<100}", "# occurrences", "Error"), separator.clone()];
     lines.extend(errors.iter().map(|(count, text)| format!("{count:<18} {text:<100}")));
     lines.push(separator);
     lines
@@ -190,7 +191,9 @@ mod tests {
         // Column boundaries from Locust's own output (reference/locust-compat.md).
         let header = request_header();
         assert!(header.starts_with("Type     Name"));
-        assert!(header.trim_end().ends_with("# reqs      # fails |    Avg     Min     Max    Med |   req/s  failures/s"));
+        assert!(header
+            .trim_end()
+            .ends_with("# reqs      # fails |    Avg     Min     Max    Med |   req/s  failures/s"));
         assert_eq!(
             request_separator(),
             "--------|----------------------------------------------------------------------------|-------|-------------|-------|-------|-------|-------|--------|-----------"

@@ -100,10 +100,12 @@ impl Files {
     /// first row (User Count 0, zeros and N/A) as Locust writes it.
     pub fn create(prefix: &Path, full_history: bool, start_unix: u64) -> Result<Files> {
         if let Some(parent) = prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).with_context(|| format!("--csv {}: cannot create {}", prefix.display(), parent.display()))?;
+            fs::create_dir_all(parent)
+                .with_context(|| format!("--csv {}: cannot create {}", prefix.display(), parent.display()))?;
         }
         let history_path = with_suffix(prefix, "_stats_history.csv");
-        let file = File::create(&history_path).with_context(|| format!("--csv: cannot write {}", history_path.display()))?;
+        let file =
+            File::create(&history_path).with_context(|| format!("--csv: cannot write {}", history_path.display()))?;
         let mut history = writer(BufWriter::new(file));
         let header: Vec<&str> = HISTORY_HEAD.iter().chain(&PERCENTILE_TITLES).chain(&HISTORY_TAIL).copied().collect();
         history.write_record(&header)?;
@@ -125,13 +127,20 @@ impl Files {
     }
 
     /// Rewrites `_stats.csv`, `_failures.csv`, `_exceptions.csv` with whole-run numbers.
-    pub fn write_snapshot(&mut self, plan: &Plan, totals: &Table, endpoints: &[EndpointStats], elapsed_secs: f64) -> Result<()> {
+    pub fn write_snapshot(
+        &mut self,
+        plan: &Plan,
+        totals: &Table,
+        endpoints: &[EndpointStats],
+        elapsed_secs: f64,
+    ) -> Result<()> {
         replace_file(&self.stats, |out| {
             let header: Vec<&str> = STATS_HEADER.iter().chain(&PERCENTILE_TITLES).copied().collect();
             out.write_record(&header)?;
             let rows = totals.rows.iter().map(|r| (r.method, r.name, r.stats));
             for (method, name, stats) in rows.chain([("", "Aggregated", &totals.aggregated)]) {
-                let mut record = vec![method.to_string(), name.to_string(), stats.count.to_string(), stats.failures.to_string()];
+                let mut record =
+                    vec![method.to_string(), name.to_string(), stats.count.to_string(), stats.failures.to_string()];
                 let [median, mean, min, max, size] = time_fields(stats);
                 record.extend([median, mean, min, max, size]);
                 record.push(format!("{:.6}", stats.count as f64 / elapsed_secs));
@@ -169,7 +178,14 @@ impl Files {
 
     /// Appends this tick's rows: per endpoint with `--csv-full-history`, then Aggregated.
     /// Rates and percentiles are over the window; Total columns whole-run.
-    pub fn write_history(&mut self, timestamp: u64, users: u64, totals: &Table, current: &Table, window_secs: f64) -> Result<()> {
+    pub fn write_history(
+        &mut self,
+        timestamp: u64,
+        users: u64,
+        totals: &Table,
+        current: &Table,
+        window_secs: f64,
+    ) -> Result<()> {
         let window_secs = window_secs.max(1e-9);
         let mut lines: Vec<(&str, &str, &EndpointStats, Option<&EndpointStats>)> = Vec::new();
         if self.full_history {

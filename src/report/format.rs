@@ -4,7 +4,8 @@
 pub const PERCENTILES: [f64; 11] = [0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0];
 
 /// Column titles of `PERCENTILES` as Locust writes them.
-pub const PERCENTILE_TITLES: [&str; 11] = ["50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%"];
+pub const PERCENTILE_TITLES: [&str; 11] =
+    ["50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%"];
 
 /// Milliseconds for the CSV files: µs resolution, three decimals.
 pub fn csv_ms(us: u64) -> String {

@@ -207,7 +207,7 @@ impl Reporter {
         }
         let every = (plan.output.print_every.as_secs_f64() / tick).round().max(1.0) as u64;
         // The interval the run ended in is followed at once by the final table.
-        if !plan.output.only_summary && !partial && (seq + 1) % every == 0 {
+        if !plan.output.only_summary && !partial && (seq + 1).is_multiple_of(every) {
             console::print_requests(&totals, Some((&current, window_secs)));
         }
         Ok(())
@@ -216,7 +216,8 @@ impl Reporter {
     /// Per-endpoint stats over the window (the last `WINDOW_TICKS` intervals).
     fn window_stats(&self) -> Vec<EndpointStats> {
         let max_us = self.plan.histogram_max_us();
-        let mut merged: Vec<EndpointStats> = (0..self.plan.endpoints.len()).map(|_| EndpointStats::new(max_us)).collect();
+        let mut merged: Vec<EndpointStats> =
+            (0..self.plan.endpoints.len()).map(|_| EndpointStats::new(max_us)).collect();
         for interval in &self.window {
             for (into, from) in merged.iter_mut().zip(&interval.endpoints) {
                 into.merge(from);
@@ -239,12 +240,8 @@ impl Reporter {
             summary.requests += stats.count;
             summary.failures += stats.failures;
             summary.cancelled += stats.cancelled;
-            summary.connect_failures += stats
-                .errors
-                .iter()
-                .filter(|e| e.failure.kind() == FailureKind::Connect)
-                .map(|e| e.count)
-                .sum::<u64>();
+            summary.connect_failures +=
+                stats.errors.iter().filter(|e| e.failure.kind() == FailureKind::Connect).map(|e| e.count).sum::<u64>();
             summary.endpoints.push((stats.count, stats.failures));
         }
         Ok(summary)

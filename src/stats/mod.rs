@@ -267,7 +267,10 @@ mod tests {
         b.record(20, 2);
         a.merge(&b);
         assert_eq!((a.count, a.failures, a.bytes, a.min_us, a.max_us), (3, 2, 5, 10, 30));
-        assert_eq!(a.errors, vec![ErrorCount { failure: Failure::Status(500), count: 2, first_seen: 90, last_seen: 100 }]);
+        assert_eq!(
+            a.errors,
+            vec![ErrorCount { failure: Failure::Status(500), count: 2, first_seen: 90, last_seen: 100 }]
+        );
     }
 
     #[test]

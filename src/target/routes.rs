@@ -78,7 +78,8 @@ pub fn parse(buf: &[u8]) -> Parsed {
 
 fn route(path: &str, close: bool, head_only: bool) -> Action {
     let reply = |status, body| Action::Reply(Response { status, body, close, head_only });
-    let bad = |why: &str| Action::Reply(Response { status: 400, body: Body::Text(format!("{why}\n")), close, head_only });
+    let bad =
+        |why: &str| Action::Reply(Response { status: 400, body: Body::Text(format!("{why}\n")), close, head_only });
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     match (parts.next().unwrap_or(""), parts.next()) {
         ("", None) => reply(200, Body::Static(HELLO)),
@@ -100,7 +101,9 @@ fn route(path: &str, close: bool, head_only: bool) -> Action {
             Ok(code) if (200..=599).contains(&code) => Action::Reply(status_response(code, close, head_only)),
             _ => bad("expected /status/C with C from 200 to 599"),
         },
-        ("close", None) => Action::Reply(Response { status: 200, body: Body::Static(b"bye\n"), close: true, head_only }),
+        ("close", None) => {
+            Action::Reply(Response { status: 200, body: Body::Static(b"bye\n"), close: true, head_only })
+        }
         _ => reply(404, Body::Static(b"not found\n")),
     }
 }
@@ -108,7 +111,8 @@ fn route(path: &str, close: bool, head_only: bool) -> Action {
 impl Response {
     /// Appends the encoded response.
     pub fn write_into(&self, out: &mut Vec<u8>) {
-        let reason = http::StatusCode::from_u16(self.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Unknown");
+        let reason =
+            http::StatusCode::from_u16(self.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Unknown");
         let no_body = self.status == 204 || self.status == 304;
         out.extend_from_slice(format!("HTTP/1.1 {} {}\r\nServer: swarmer\r\n", self.status, reason).as_bytes());
         if self.close {
@@ -178,10 +182,14 @@ mod tests {
         assert!(respond("GET /bytes/10 HTTP/1.1\r\n\r\n").1.ends_with("\r\n\r\nxxxxxxxxxx"));
         assert!(respond("GET /nope HTTP/1.1\r\n\r\n").1.starts_with("HTTP/1.1 404"));
         assert!(respond("GET /close HTTP/1.1\r\n\r\n").1.contains("Connection: close"));
-        assert!(respond("HEAD /bytes/10 HTTP/1.1\r\n\r\n").1.ends_with("Content-Length: 10\r\nContent-Type: text/plain\r\n\r\n"));
+        assert!(respond("HEAD /bytes/10 HTTP/1.1\r\n\r\n")
+            .1
+            .ends_with("Content-Length: 10\r\nContent-Type: text/plain\r\n\r\n"));
         let chunked = respond("GET /chunked/2500 HTTP/1.1\r\n\r\n").1;
         assert!(chunked.contains("3e8;ext=1\r\n") && chunked.ends_with("0\r\nX-Checksum: 2500\r\n\r\n"));
         assert!(matches!(parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"), Parsed::Partial));
-        assert!(matches!(parse(b"GET /delay/50ms HTTP/1.1\r\n\r\n"), Parsed::Complete(_, Action::Delay(d, _)) if d == Duration::from_millis(50)));
+        assert!(
+            matches!(parse(b"GET /delay/50ms HTTP/1.1\r\n\r\n"), Parsed::Complete(_, Action::Delay(d, _)) if d == Duration::from_millis(50))
+        );
     }
 }

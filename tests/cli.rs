@@ -1,0 +1,209 @@
+//! The binary end to end: against the built-in target (a child process on port 0), checking the
+//! four CSV files byte for byte against Locust's headers and against the final console table.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_swarmer");
+
+// Locust's headers (shared/reference/locust-compat.md), CRLF-terminated.
+const STATS_HEADER: &str = "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\r\n";
+const HISTORY_HEADER: &str = "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,Total Min Response Time,Total Max Response Time,Total Average Content Size\r\n";
+const FAILURES_HEADER: &str = "Method,Name,Error,Occurrences,First Seen,Last Seen\r\n";
+const EXCEPTIONS_HEADER: &str = "Count,Message,Traceback,Nodes\r\n";
+
+/// A `swarmer target` child on a free port; killed (by its own PID) on drop.
+struct Target {
+    child: Child,
+    url: String,
+    // Kept open: the target must never see a closed stdout.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Target {
+    fn start() -> Target {
+        let mut child =
+            Command::new(BIN).args(["target", "--port", "0"]).stdout(Stdio::piped()).spawn().expect("start target");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("listening line").to_string();
+        Target { child, url, _stdout: stdout }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run swarmer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// (requests, failures) of the Aggregated line of the last request table printed.
+fn console_aggregated(stdout: &str) -> (u64, u64) {
+    let line =
+        stdout.lines().rfind(|l| l.trim_start().starts_with("Aggregated") && l.contains('|')).expect("aggregated line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let requests = fields[1].parse().unwrap();
+    let failures = fields[2].split('(').next().unwrap().parse().unwrap();
+    (requests, failures)
+}
+
+/// The Aggregated row of `_stats.csv`: (requests, failures).
+fn csv_aggregated(stats_csv: &str) -> (u64, u64) {
+    let row = stats_csv.lines().find(|l| l.starts_with(",Aggregated,")).expect("Aggregated row");
+    let fields: Vec<&str> = row.split(',').collect();
+    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
+}
+
+fn check_files(prefix: &Path) -> String {
+    let stats = read(&prefix.with_file_name("run_stats.csv"));
+    assert!(stats.starts_with(STATS_HEADER), "stats header:\n{stats}");
+    let history = read(&prefix.with_file_name("run_stats_history.csv"));
+    assert!(history.starts_with(HISTORY_HEADER), "history header:\n{history}");
+    let failures = read(&prefix.with_file_name("run_failures.csv"));
+    assert!(failures.starts_with(FAILURES_HEADER), "failures header:\n{failures}");
+    let exceptions = read(&prefix.with_file_name("run_exceptions.csv"));
+    assert_eq!(exceptions, EXCEPTIONS_HEADER);
+    for text in [&stats, &history, &failures] {
+        assert!(text.split_inclusive('\n').all(|l| l.ends_with("\r\n")), "every line ends in CRLF");
+    }
+    // The first history row: User Count 0, zeros and N/A.
+    let first = history.lines().nth(1).unwrap();
+    assert!(first.contains(",0,,Aggregated,0.000000,0.000000,N/A,"), "{first}");
+    stats
+}
+
+#[test]
+fn headless_run_writes_four_locust_csv_files_matching_the_console() {
+    let target = Target::start();
+    let dir = tempdir("headless");
+    let prefix = dir.join("run");
+    let url = format!("{}/", target.url);
+    let (code, stdout, stderr) =
+        run(&["--headless", "-u", "8", "-r", "100", "-t", "3s", &url, "--csv", prefix.to_str().unwrap()]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let stats = check_files(&prefix);
+    let console = console_aggregated(&stdout);
+    assert!(console.0 > 1000, "{stdout}");
+    assert_eq!(csv_aggregated(&stats), console);
+    assert!(stdout.contains("Response time percentiles (approximated)"));
+    // Periodic tables every 2 s plus the final one.
+    assert!(stdout.matches("Aggregated").count() >= 3, "{stdout}");
+    let history = read(&dir.join("run_stats_history.csv"));
+    assert!(history.lines().count() >= 4, "one row per second:\n{history}");
+}
+
+#[test]
+fn failures_are_counted_reported_and_set_the_exit_code() {
+    let target = Target::start();
+    let dir = tempdir("failures");
+    let prefix = dir.join("run");
+    let url = format!("{}/status/503", target.url);
+    let (code, stdout, _) = run(&[
+        "--headless",
+        "-u",
+        "2",
+        "-r",
+        "100",
+        "-t",
+        "2s",
+        &url,
+        "--csv",
+        prefix.to_str().unwrap(),
+        "--only-summary",
+    ]);
+    assert_eq!(code, 1);
+    let (requests, failures) = console_aggregated(&stdout);
+    assert!(requests > 0 && requests == failures, "{stdout}");
+    assert!(
+        stdout.contains("Error report") && stdout.contains("GET /status/503: HTTP 503 Service Unavailable"),
+        "{stdout}"
+    );
+    let csv = read(&dir.join("run_failures.csv"));
+    let row = csv.lines().nth(1).expect("failure row");
+    assert!(row.starts_with(&format!("GET,/status/503,HTTP 503 Service Unavailable,{failures},")), "{row}");
+    // --only-summary: exactly one request table (the final one).
+    assert_eq!(stdout.matches("failures/s").count(), 1, "{stdout}");
+    let (code, _, _) = run(&["-u", "1", "-t", "1s", &url, "--exit-code-on-error", "7", "--only-summary"]);
+    assert_eq!(code, 7);
+}
+
+#[test]
+fn nothing_listening_exits_3_with_connection_refused() {
+    // Bind then drop a listener so the port is (very likely) closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, stdout, stderr) = run(&["-u", "1", "-t", "1s", &url, "--only-summary"]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stdout.contains("connect: connection refused"), "{stdout}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_exit_code_2() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["-t", "10x", "http://127.0.0.1:1/"], "--run-time"),
+        (&["-u", "abc", "http://127.0.0.1:1/"], "--users"),
+        (&["ftp://127.0.0.1/"], "unsupported scheme"),
+        (&["https://127.0.0.1/"], "HTTPS is not supported yet"),
+        (&[], "nothing to test"),
+        (&["-u", "100000", "http://127.0.0.1:1/"], "open-file limit"),
+    ];
+    for (args, expected) in cases {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn sigint_mid_run_leaves_complete_files_and_final_report() {
+    let target = Target::start();
+    let dir = tempdir("sigint");
+    let prefix = dir.join("run");
+    let url = format!("{}/", target.url);
+    let mut child = Command::new(BIN)
+        .args(["--headless", "-u", "4", "-r", "100", "-t", "60s", &url, "--csv", prefix.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("Response time percentiles"), "{stdout}");
+    let stats = check_files(&prefix);
+    assert_eq!(csv_aggregated(&stats), console_aggregated(&stdout));
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("swarmer-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
