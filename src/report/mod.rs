@@ -63,8 +63,8 @@ pub struct Summary {
     /// Failures that were connection errors (nothing could connect when this equals requests).
     pub connect_failures: u64,
     pub elapsed: Duration,
-    /// Per endpoint in plan order: (count, failures).
-    pub endpoints: Vec<(u64, u64)>,
+    /// Whole-run stats per endpoint, in plan order.
+    pub endpoints: Vec<EndpointStats>,
 }
 
 /// Interval k being assembled from the workers' snapshots.
@@ -242,8 +242,8 @@ impl Reporter {
             summary.cancelled += stats.cancelled;
             summary.connect_failures +=
                 stats.errors.iter().filter(|e| e.failure.kind() == FailureKind::Connect).map(|e| e.count).sum::<u64>();
-            summary.endpoints.push((stats.count, stats.failures));
         }
+        summary.endpoints = self.totals;
         Ok(summary)
     }
 }

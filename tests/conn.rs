@@ -1,0 +1,220 @@
+//! The client against scripted raw servers on port 0: exact request bytes in, exact (split,
+//! delayed, truncated) response bytes out. No HTTP mocks.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use swarmer::config::Io;
+use swarmer::http::{encode_request, Conn, Exchange, Failure, ParseError};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `script` on a listener bound to 127.0.0.1:0 in a thread; returns the address.
+fn scripted(script: impl FnOnce(TcpListener) + Send + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || script(listener));
+    addr
+}
+
+/// Reads one request head (up to CRLF CRLF) from `stream`.
+fn read_request(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => request.push(byte[0]),
+            _ => break,
+        }
+    }
+    request
+}
+
+fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+    swarmer::runtime::block_on(Io::Auto, true, 256, || fut).unwrap().0
+}
+
+fn get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    encode_request("GET", path, &addr.to_string(), &[], b"")
+}
+
+async fn exchange(conn: &mut Conn, request: &[u8]) -> Result<Exchange, Failure> {
+    if !conn.is_connected() {
+        conn.connect(TIMEOUT).await?;
+    }
+    conn.send(request, 1).await?;
+    conn.receive(false).await
+}
+
+#[test]
+fn keep_alive_reuses_one_connection_and_sends_exact_bytes() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = scripted(move |listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        for body in ["first", "second"] {
+            tx.send(read_request(&mut stream)).unwrap();
+            let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            // Split the response across writes with pauses: the parser must wait for the rest.
+            let (a, b) = response.as_bytes().split_at(20);
+            stream.write_all(a).unwrap();
+            thread::sleep(Duration::from_millis(20));
+            stream.write_all(b).unwrap();
+        }
+        // A second connection would be a bug; keep the listener alive to notice it.
+        listener.set_nonblocking(true).unwrap();
+        thread::sleep(Duration::from_millis(200));
+        assert!(listener.accept().is_err(), "client opened a second connection");
+    });
+    let request = get(addr, "/ka");
+    let (first, second, connects) = block_on(async {
+        let mut conn = Conn::new(addr);
+        let first = exchange(&mut conn, &request).await;
+        let second = exchange(&mut conn, &request).await;
+        (first, second, conn.connects)
+    });
+    assert_eq!(first, Ok(Exchange { status: 200, payload: 5 }));
+    assert_eq!(second, Ok(Exchange { status: 200, payload: 6 }));
+    assert_eq!(connects, 1);
+    assert_eq!(rx.recv().unwrap(), request);
+    assert_eq!(rx.recv().unwrap(), request);
+}
+
+#[test]
+fn connection_close_reconnects() {
+    let addr = scripted(|listener| {
+        for _ in 0..2 {
+            let (mut stream, _) = listener.accept().unwrap();
+            read_request(&mut stream);
+            stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").unwrap();
+        }
+    });
+    let request = get(addr, "/");
+    let (results, connects) = block_on(async {
+        let mut conn = Conn::new(addr);
+        let a = exchange(&mut conn, &request).await;
+        let b = exchange(&mut conn, &request).await;
+        (vec![a, b], conn.connects)
+    });
+    assert!(results.iter().all(|r| r == &Ok(Exchange { status: 200, payload: 2 })), "{results:?}");
+    assert_eq!(connects, 2);
+}
+
+#[test]
+fn body_until_close_and_chunked_with_trailers() {
+    let addr = scripted(|listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        for piece in ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nab", "cd\r\n0\r\nT: 1\r\n\r\n"] {
+            stream.write_all(piece.as_bytes()).unwrap();
+            thread::sleep(Duration::from_millis(10));
+        }
+        read_request(&mut stream);
+        stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil the end").unwrap();
+    });
+    let request = get(addr, "/");
+    let (chunked, until_close, connected) = block_on(async {
+        let mut conn = Conn::new(addr);
+        let a = exchange(&mut conn, &request).await;
+        let b = exchange(&mut conn, &request).await;
+        (a, b, conn.is_connected())
+    });
+    assert_eq!(chunked, Ok(Exchange { status: 200, payload: 4 }));
+    assert_eq!(until_close, Ok(Exchange { status: 200, payload: 13 }));
+    assert!(!connected, "an until-close body ends the connection");
+}
+
+#[test]
+fn interim_100_continue_is_skipped() {
+    let addr = scripted(|listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx").unwrap();
+    });
+    let request = get(addr, "/");
+    let result = block_on(async { exchange(&mut Conn::new(addr), &request).await });
+    assert_eq!(result, Ok(Exchange { status: 201, payload: 1 }));
+}
+
+#[test]
+fn reset_mid_response_is_a_read_failure() {
+    let addr = scripted(|listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial").unwrap();
+        thread::sleep(Duration::from_millis(20));
+        // SO_LINGER 0: close sends RST.
+        socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+    });
+    let request = get(addr, "/");
+    let result = block_on(async { exchange(&mut Conn::new(addr), &request).await });
+    assert!(matches!(result, Err(Failure::Read(libc::ECONNRESET)) | Err(Failure::Closed)), "{result:?}");
+}
+
+#[test]
+fn close_before_complete_body_is_closed() {
+    let addr = scripted(|listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort").unwrap();
+    });
+    let request = get(addr, "/");
+    let result = block_on(async { exchange(&mut Conn::new(addr), &request).await });
+    assert_eq!(result, Err(Failure::Closed));
+}
+
+#[test]
+fn malformed_and_oversized_heads_are_parse_failures() {
+    let addr = scripted(|listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        stream.write_all(b"HTTP/1.1 OK 200\r\n\r\n").unwrap();
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        let huge = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n", "a".repeat(swarmer::http::conn::MAX_HEAD_BYTES));
+        let _ = stream.write_all(huge.as_bytes());
+    });
+    let request = get(addr, "/");
+    let (bad, huge) = block_on(async {
+        let mut conn = Conn::new(addr);
+        let bad = exchange(&mut conn, &request).await;
+        conn.close();
+        let huge = exchange(&mut conn, &request).await;
+        (bad, huge)
+    });
+    assert_eq!(bad, Err(Failure::Parse(ParseError::Head)));
+    assert_eq!(huge, Err(Failure::Parse(ParseError::HeadTooLarge)));
+}
+
+#[test]
+fn refused_is_a_connect_failure() {
+    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let result = block_on(async { Conn::new(addr).connect(TIMEOUT).await });
+    assert_eq!(result, Err(Failure::Connect(libc::ECONNREFUSED)));
+}
+
+#[test]
+fn idle_close_of_a_reused_connection_may_be_retried() {
+    let addr = scripted(|listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+        // Closes the idle keep-alive connection without saying so.
+        thread::sleep(Duration::from_millis(50));
+        drop(stream);
+        thread::sleep(Duration::from_millis(500));
+    });
+    let request = get(addr, "/");
+    let (second, may_retry) = block_on(async {
+        let mut conn = Conn::new(addr);
+        exchange(&mut conn, &request).await.unwrap();
+        monoio::time::sleep(Duration::from_millis(150)).await;
+        let second = exchange(&mut conn, &request).await;
+        let may_retry = second.err().is_some_and(|f| conn.may_retry(f));
+        (second, may_retry)
+    });
+    assert!(second.is_err());
+    assert!(may_retry, "{second:?}");
+}
