@@ -143,21 +143,21 @@ async fn exchange(
                 continue;
             }
             result => {
-                record(worker, request, started, result?);
+                record(worker, request, started, conn.received_at(), result?);
                 completed.set(1);
             }
         }
         for done in 1..depth {
             let exchange = conn.receive(request.is_head).await?;
-            record(worker, request, started, exchange);
+            record(worker, request, started, conn.received_at(), exchange);
             completed.set(done + 1);
         }
         return Ok(());
     }
 }
 
-fn record(worker: &Worker, request: &Request, started: Instant, exchange: crate::http::Exchange) {
-    let latency_us = micros(started.elapsed());
+fn record(worker: &Worker, request: &Request, started: Instant, completed_at: Instant, exchange: crate::http::Exchange) {
+    let latency_us = micros(completed_at.saturating_duration_since(started));
     let mut stats = worker.stats.borrow_mut();
     if exchange.status >= 400 {
         stats.failure(request.endpoint, latency_us, exchange.payload, Failure::Status(exchange.status), unix_now());

@@ -4,7 +4,7 @@
 //! `close()` the connection, which restores a fresh buffer (cold path).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -40,6 +40,10 @@ pub struct Conn {
     received_since_send: usize,
     /// `served` when the last `send` started: > 0 means the request went on a reused connection.
     served_at_send: u64,
+    /// When the last read completed: the moment the newest bytes arrived. A response is
+    /// complete when its last byte arrived, so its latency ends here (one clock read per read
+    /// syscall, however many pipelined responses it carried).
+    received_at: Instant,
     /// Connections opened, for reports and tests.
     pub connects: u64,
 }
@@ -55,6 +59,7 @@ impl Conn {
             served: 0,
             received_since_send: 0,
             served_at_send: 0,
+            received_at: Instant::now(),
             connects: 0,
         }
     }
@@ -153,6 +158,11 @@ impl Conn {
         Ok(Exchange { status: head.status, payload })
     }
 
+    /// When the bytes that completed the last response arrived.
+    pub fn received_at(&self) -> Instant {
+        self.received_at
+    }
+
     /// Whether `failure` may be retried once on a new connection: the request went out on a
     /// reused keep-alive connection and the server closed it without sending a byte, so it
     /// cannot have been processed (the idle-close race, RFC 9112 §9.3.1).
@@ -175,6 +185,7 @@ impl Conn {
         let (result, slice) = stream.read(std::mem::take(&mut self.rbuf).slice_mut(len..)).await;
         self.rbuf = slice.into_inner();
         let n = result.map_err(|err| Failure::from_io(&err, Failure::Read))?;
+        self.received_at = Instant::now();
         self.received_since_send += n;
         Ok(n)
     }

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Compares swarmer with wrk in one run, alternating, with the target pinned to one CPU and the
+# generator to the other. Reports req/s, requests per generator CPU-second (user+sys from
+# /usr/bin/time), peak RSS, and the swarmer/wrk ratios of the medians.
+#
+#   scripts/bench.sh            # all modes
+#   scripts/bench.sh nginx      # 64 keep-alive connections against nginx (worker_processes 1)
+#   scripts/bench.sh pipeline   # 16-deep pipelining against the built-in target (the ceiling)
+#   scripts/bench.sh memory     # peak RSS at 1,000 and 10,000 connections → bytes per connection
+#
+# Environment: RUNS (alternations, default 3), DURATION (seconds per run, default 10),
+# CONNS (default 64), TARGET_CPU (default 1), GEN_CPU (default 0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+TARGET_CPU=${TARGET_CPU:-1}
+GEN_CPU=${GEN_CPU:-0}
+MODES=${*:-nginx pipeline memory}
+WORK=$(mktemp -d /tmp/swarmer-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  [ -x /usr/bin/time ] || missing+=(time)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} from Debian" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+ulimit -n "$(ulimit -Hn)"
+need
+cargo build --release --quiet
+SWARMER=$PWD/target/release/swarmer
+
+# Runs a command pinned to the generator CPU under /usr/bin/time; prints "requests cpu_s rss_kb".
+measure() {
+  local out=$WORK/out.txt tm=$WORK/time.txt
+  taskset -c "$GEN_CPU" /usr/bin/time -f "%U %S %M" -o "$tm" "$@" >"$out" 2>&1 || true
+  local requests
+  if grep -q "requests in" "$out"; then
+    requests=$(awk '/requests in/ {print $1}' "$out")                       # wrk
+  else
+    requests=$(awk '/^Run time/ {for (i=1;i<=NF;i++) if ($i=="requests,") print $(i-1)}' "$out")  # swarmer
+  fi
+  read -r user sys rss <"$tm"
+  echo "${requests:-0} $(echo "$user + $sys" | bc -l) $rss"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# compare LABEL WRK_ARGS... -- SWARMER_ARGS...
+compare() {
+  local label=$1; shift
+  local wrk_args=() sw_args=()
+  while [ "$1" != "--" ]; do wrk_args+=("$1"); shift; done; shift
+  sw_args=("$@")
+  : >"$WORK/wrk.txt"; : >"$WORK/sw.txt"
+  for i in $(seq "$RUNS"); do
+    measure wrk "${wrk_args[@]}" >>"$WORK/wrk.txt"
+    measure "$SWARMER" "${sw_args[@]}" >>"$WORK/sw.txt"
+  done
+  echo "== $label ($RUNS alternating runs of ${DURATION}s; generator on CPU $GEN_CPU, target on CPU $TARGET_CPU)"
+  printf '%-8s %12s %14s %10s   per run: requests cpu_s rss_kb\n' tool "req/s" "req/CPU-s" "RSS MiB"
+  local tool file
+  for tool in wrk swarmer; do
+    file=$WORK/wrk.txt; [ $tool = swarmer ] && file=$WORK/sw.txt
+    local rps cps rss
+    rps=$(awk -v d="$DURATION" '{print $1/d}' "$file" | median)
+    cps=$(awk '{print $1/$2}' "$file" | median)
+    rss=$(awk '{print $3/1024}' "$file" | median)
+    printf '%-8s %12.0f %14.0f %10.1f   %s\n' $tool "$rps" "$cps" "$rss" "$(tr '\n' ';' <"$file")"
+    eval "${tool}_rps=$rps; ${tool}_cps=$cps"
+  done
+  printf 'ratio swarmer/wrk: req/s %.3f, requests per CPU-second %.3f\n\n' \
+    "$(echo "$swarmer_rps / $wrk_rps" | bc -l)" "$(echo "$swarmer_cps / $wrk_cps" | bc -l)"
+}
+
+start_nginx() {
+  local port=$1
+  mkdir -p "$WORK/nginx"
+  cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  keepalive_requests 1000000000;
+  keepalive_timeout 300s;
+  server { listen 127.0.0.1:$port; location / { return 200 "Hello, World!"; } }
+}
+CONF
+  taskset -c "$TARGET_CPU" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+  PIDS+=($!)
+  sleep 0.5
+}
+
+start_target() {
+  local port=$1
+  taskset -c "$TARGET_CPU" "$SWARMER" target --port "$port" --threads 1 >/dev/null &
+  PIDS+=($!)
+  sleep 0.3
+}
+
+for mode in $MODES; do
+  case $mode in
+    nginx)
+      start_nginx 18090
+      URL=http://127.0.0.1:18090/
+      compare "nginx, $CONNS connections" \
+        -t1 -c"$CONNS" -d"${DURATION}s" "$URL" -- \
+        --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary "$URL"
+      ;;
+    pipeline)
+      start_target 18091
+      URL=http://127.0.0.1:18091/
+      cat >"$WORK/pipeline.lua" <<'LUA'
+init = function(args)
+  local r = {}
+  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
+  req = table.concat(r)
+end
+request = function() return req end
+LUA
+      compare "built-in target, $CONNS connections, pipeline 16" \
+        -t1 -c"$CONNS" -d"${DURATION}s" -s "$WORK/pipeline.lua" "$URL" -- \
+        --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --pipeline 16 --only-summary "$URL"
+      ;;
+    memory)
+      start_target 18092
+      URL=http://127.0.0.1:18092/
+      echo "== memory: peak RSS by connection count (built-in target; ${DURATION}s runs)"
+      for c in 1000 10000; do
+        sw=$(measure "$SWARMER" --threads 1 --cpus "$GEN_CPU" -u $c -r 1000000 -t "${DURATION}s" --only-summary "$URL")
+        wk=$(measure wrk -t1 -c$c -d"${DURATION}s" "$URL")
+        echo "$c $sw $wk" >>"$WORK/mem.txt"
+        printf '%6d connections: swarmer RSS %7.1f MiB (%s requests), wrk RSS %7.1f MiB (%s requests)\n' \
+          $c "$(echo "$sw" | awk '{print $3/1024}')" "$(echo "$sw" | awk '{print $1}')" \
+          "$(echo "$wk" | awk '{print $3/1024}')" "$(echo "$wk" | awk '{print $1}')"
+      done
+      awk 'NR==1 {s1=$4; w1=$7} NR==2 {s2=$4; w2=$7}
+           END {printf "per connection (RSS@10k - RSS@1k)/9000: swarmer %.2f KiB, wrk %.2f KiB\n\n", (s2-s1)/9000, (w2-w1)/9000}' "$WORK/mem.txt"
+      ;;
+    *) echo "unknown mode $mode (nginx, pipeline, memory)" >&2; exit 2 ;;
+  esac
+done
