@@ -54,7 +54,8 @@ fn measure(path: &str, pipeline: usize) -> (u64, u64) {
     plan.spawn_rate = 1000.0;
     plan.run_time = Some(Duration::from_millis(3500));
     plan.output.only_summary = true;
-    let runner = std::thread::spawn(move || run(plan, RunOptions { on_worker_start: Some(mark_worker), ..Default::default() }));
+    let runner =
+        std::thread::spawn(move || run(plan, RunOptions { on_worker_start: Some(mark_worker), ..Default::default() }));
     // Steady state: users connected, the reporter handing spare snapshots back.
     std::thread::sleep(Duration::from_millis(1200));
     let (allocs_before, served_before) = (WORKER_ALLOCS.load(Ordering::Relaxed), server.served());

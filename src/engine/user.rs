@@ -129,12 +129,7 @@ async fn exchange(
         if !conn.is_connected() {
             conn.connect(request.timeout).await?;
         }
-        let sent = conn.send(&request.bytes, depth).await;
-        let first = match sent {
-            Ok(()) => conn.receive(request.is_head).await,
-            Err(failure) => Err(failure),
-        };
-        match first {
+        match conn.send_and_receive(&request.bytes, depth, request.is_head).await {
             Err(failure) if !retried && depth == 1 && request.idempotent && conn.may_retry(failure) => {
                 // The server closed an idle keep-alive connection as we reused it; the request
                 // was never received. Retry once on a fresh connection.
@@ -156,7 +151,13 @@ async fn exchange(
     }
 }
 
-fn record(worker: &Worker, request: &Request, started: Instant, completed_at: Instant, exchange: crate::http::Exchange) {
+fn record(
+    worker: &Worker,
+    request: &Request,
+    started: Instant,
+    completed_at: Instant,
+    exchange: crate::http::Exchange,
+) {
     let latency_us = micros(completed_at.saturating_duration_since(started));
     let mut stats = worker.stats.borrow_mut();
     if exchange.status >= 400 {
