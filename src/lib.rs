@@ -74,9 +74,11 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     let start = Instant::now();
     let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let reporter = Reporter::new(plan.clone(), start, start_unix)?;
+    let engine_done = Arc::new(AtomicBool::new(false));
+    let reporter_done = engine_done.clone();
     let reporter = std::thread::Builder::new()
         .name("swarmer-reporter".into())
-        .spawn(move || reporter.run(snapshot_rx, spare_txs))
+        .spawn(move || reporter.run(snapshot_rx, spare_txs, &reporter_done))
         .context("cannot start the reporter thread")?;
     let engine_run = Arc::new(engine::Run {
         plan: plan.clone(),
@@ -99,6 +101,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
             Err(_) => worker_error = Some(anyhow::anyhow!("a worker thread panicked")),
         }
     }
+    engine_done.store(true, Ordering::Release);
     let summary = match reporter.join() {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the reporter thread panicked"),

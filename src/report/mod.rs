@@ -10,6 +10,7 @@ mod csv;
 mod format;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,14 @@ impl Reporter {
 
     /// Runs until every worker has sent its last snapshot (or all senders are gone); then
     /// prints the final report and rewrites the CSV files one last time.
-    pub fn run(mut self, snapshots: Receiver<Snapshot>, spares: Vec<Sender<Snapshot>>) -> Result<Summary> {
+    /// `engine_done` is set once every worker thread has ended: what is queued then is all
+    /// there will be, even if a worker died without its last snapshot.
+    pub fn run(
+        mut self,
+        snapshots: Receiver<Snapshot>,
+        spares: Vec<Sender<Snapshot>>,
+        engine_done: &AtomicBool,
+    ) -> Result<Summary> {
         loop {
             match snapshots.recv_timeout(Duration::from_millis(100)) {
                 Ok(snapshot) => {
@@ -133,6 +141,7 @@ impl Reporter {
                         break;
                     }
                 }
+                Err(RecvTimeoutError::Timeout) if engine_done.load(Ordering::Acquire) && snapshots.is_empty() => break,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
