@@ -107,6 +107,25 @@ fn headless_run_writes_four_locust_csv_files_matching_the_console() {
     assert!(stdout.matches("Aggregated").count() >= 3, "{stdout}");
     let history = read(&dir.join("run_stats_history.csv"));
     assert!(history.lines().count() >= 4, "one row per second:\n{history}");
+    assert!(!history.contains(",GET,/,"), "endpoint rows only with --csv-full-history");
+}
+
+#[test]
+fn full_history_adds_a_row_per_endpoint_per_second() {
+    let target = Target::start();
+    let dir = tempdir("full-history");
+    let prefix = dir.join("run");
+    let url = format!("{}/bytes/100", target.url);
+    let (code, stdout, _) =
+        run(&["-u", "2", "-r", "100", "-t", "2s", &url, "--csv", prefix.to_str().unwrap(), "--csv-full-history"]);
+    assert_eq!(code, 0, "{stdout}");
+    let history = read(&dir.join("run_stats_history.csv"));
+    let endpoint_rows: Vec<&str> = history.lines().filter(|l| l.contains(",GET,/bytes/100,")).collect();
+    let aggregated_rows = history.lines().filter(|l| l.contains(",Aggregated,")).count();
+    // One endpoint row beside each Aggregated row except the first (written before any request).
+    assert_eq!(endpoint_rows.len(), aggregated_rows - 1, "{history}");
+    // Average content size is exact.
+    assert!(endpoint_rows.iter().all(|r| r.ends_with(",100.00")), "{history}");
 }
 
 #[test]
