@@ -185,3 +185,18 @@ fn users_ramp_up_at_the_spawn_rate() {
     // 0 at the start, then 4 at t = 1 s (users 0–3 started by 0.81 s), 8 at t = 2 s.
     assert_eq!(&users[..3], &[0, 4, 8], "{history}");
 }
+
+#[test]
+fn a_finished_run_leaves_no_sockets_open() {
+    let server = target();
+    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    // Warm up once: the first run creates lazily initialised process state.
+    execute(plan(server.addr, "/", 4, Duration::from_millis(300), Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(200));
+    let before = open_fds();
+    execute(plan(server.addr, "/delay/200ms", 50, Duration::from_millis(500), Duration::from_secs(5)));
+    // The target closes its side once it reads EOF.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = open_fds();
+    assert!(after <= before + 2, "{before} fds before the run, {after} after: users' sockets leaked");
+}

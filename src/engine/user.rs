@@ -26,6 +26,13 @@ impl Drop for Running {
 
 pub(crate) async fn run(worker: Rc<Worker>, user: u64) {
     let _running = Running(worker.clone());
+    monoio::select! {
+        _ = worker.cancel.fired() => {}
+        _ = run_tasks(&worker, user) => {}
+    }
+}
+
+async fn run_tasks(worker: &Worker, user: u64) {
     let run = worker.run.clone();
     let plan = &run.plan;
     let user_type = &plan.user_types[plan.user_type_of(user)];
@@ -39,7 +46,7 @@ pub(crate) async fn run(worker: Rc<Worker>, user: u64) {
             match step {
                 Step::Request(request) => {
                     let conn = conn_for(&mut conns, request);
-                    execute(&worker, conn, request, plan.pipeline).await;
+                    execute(worker, conn, request, plan.pipeline).await;
                 }
             }
             if worker.stopping.get() {

@@ -3,10 +3,12 @@
 //! to finish their task before the rest are cancelled.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -23,6 +25,9 @@ pub(crate) struct Worker {
     pub stopping: Cell<bool>,
     /// Users currently running on this worker.
     pub running: Cell<u64>,
+    /// Fires once the run is over: users still running drop what they were doing (and their
+    /// connections) instead of being leaked with the runtime.
+    pub cancel: Cancel,
     snapshots: Sender<Snapshot>,
     spares: Receiver<Snapshot>,
 }
@@ -47,6 +52,7 @@ pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spa
         stats: RefCell::new(CoreStats::new(index, endpoints, max_us)),
         stopping: Cell::new(false),
         running: Cell::new(0),
+        cancel: Cancel::default(),
         snapshots,
         spares,
     });
@@ -81,9 +87,48 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
     let spare = worker.spare();
     let last = worker.stats.borrow_mut().finish(spare, seq, worker.running.get());
     worker.snapshots.send(last).context("reporter is gone")?;
-    // Returning drops the runtime with any users still mid-request: their requests were just
-    // reported as cancelled.
+    // Users still mid-request were just reported as cancelled; end them so their sockets close.
+    worker.cancel.fire();
+    let until = Instant::now() + CANCEL_GRACE;
+    while worker.running.get() > 0 && Instant::now() < until {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
     Ok(())
+}
+
+/// How long cancelled users get to drop their state before the runtime is torn down.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// A one-shot, single-threaded cancellation signal.
+#[derive(Default)]
+pub(crate) struct Cancel {
+    fired: Cell<bool>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Cancel {
+    pub fn fire(&self) {
+        self.fired.set(true);
+        for waker in self.wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Completes when `fire` is called.
+    pub fn fired(&self) -> impl Future<Output = ()> + '_ {
+        let mut registered = false;
+        std::future::poll_fn(move |cx| {
+            if self.fired.get() {
+                return Poll::Ready(());
+            }
+            if !registered {
+                // Once per user: a task's waker stays valid for the task's life.
+                self.wakers.borrow_mut().push(cx.waker().clone());
+                registered = true;
+            }
+            Poll::Pending
+        })
+    }
 }
 
 impl Worker {
