@@ -200,3 +200,20 @@ fn a_finished_run_leaves_no_sockets_open() {
     let after = open_fds();
     assert!(after <= before + 2, "{before} fds before the run, {after} after: users' sockets leaked");
 }
+
+#[test]
+fn wait_time_paces_each_user() {
+    use swarmer::config::Wait;
+    let server = target();
+    // constant(100 ms) after a 20 ms request: a task every ~120 ms; constant_pacing(100 ms): a
+    // task every 100 ms whatever it took.
+    for (wait, low, high) in
+        [(Wait::Constant(Duration::from_millis(100)), 14, 20), (Wait::Pacing(Duration::from_millis(100)), 18, 22)]
+    {
+        let mut plan = plan(server.addr, "/delay/20ms", 2, Duration::from_millis(1050), Duration::from_secs(5));
+        plan.user_types[0].wait = wait;
+        let outcome = execute(plan);
+        let count = outcome.summary.endpoints[0].count;
+        assert!((low..=high).contains(&count), "{wait:?}: {count} requests from 2 users in 1.05 s");
+    }
+}
