@@ -7,6 +7,8 @@
 #   scripts/bench.sh nginx      # 64 keep-alive connections against nginx (worker_processes 1)
 #   scripts/bench.sh pipeline   # 16-deep pipelining against the built-in target (the ceiling)
 #   scripts/bench.sh memory     # peak RSS at 1,000 and 10,000 connections → bytes per connection
+#   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
+#                               # DEFER_TASKRUN, epoll, and wrk, alternating
 #
 # Environment: RUNS (alternations, default 3), DURATION (seconds per run, default 10),
 # CONNS (default 64), TARGET_CPU (default 1), GEN_CPU (default 0).
@@ -155,6 +157,29 @@ LUA
       awk 'NR==1 {s1=$4; w1=$7} NR==2 {s2=$4; w2=$7}
            END {printf "per connection (RSS@10k - RSS@1k)/9000: swarmer %.2f KiB, wrk %.2f KiB\n\n", (s2-s1)/9000, (w2-w1)/9000}' "$WORK/mem.txt"
       ;;
-    *) echo "unknown mode $mode (nginx, pipeline, memory)" >&2; exit 2 ;;
+    drivers)
+      start_nginx 18093
+      URL=http://127.0.0.1:18093/
+      SW=("$SWARMER" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary "$URL")
+      : >"$WORK/drivers.txt"
+      for i in $(seq "$RUNS"); do
+        for variant in default no-defer epoll wrk; do
+          case $variant in
+            default) r=$(measure "${SW[@]}") ;;
+            no-defer) r=$(measure "${SW[@]}" --no-defer-taskrun) ;;
+            epoll) r=$(measure "${SW[@]}" --io epoll) ;;
+            wrk) r=$(measure wrk -t1 -c"$CONNS" -d"${DURATION}s" "$URL") ;;
+          esac
+          echo "$variant $r" >>"$WORK/drivers.txt"
+        done
+      done
+      echo "== CPU per request against nginx, $CONNS connections ($RUNS alternating runs of ${DURATION}s)"
+      for variant in default no-defer epoll wrk; do
+        us=$(awk -v v=$variant '$1 == v {print $3 / $2 * 1e6}' "$WORK/drivers.txt" | median)
+        printf '%-9s %6.2f us CPU per request (median)\n' $variant "$us"
+      done
+      echo
+      ;;
+    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers)" >&2; exit 2 ;;
   esac
 done
