@@ -131,9 +131,9 @@ impl Conn {
         head_request: bool,
     ) -> Result<Exchange, Failure> {
         self.prepare_send(request, copies);
-        let (sent, received) = monoio::join!(self.writer.write(), self.reader.receive(head_request));
-        sent?;
-        let (exchange, keep_alive) = received?;
+        // The first error ends both: a failed write must not leave the read waiting for a
+        // response that will never come (the caller closes the connection after any failure).
+        let ((), (exchange, keep_alive)) = monoio::try_join!(self.writer.write(), self.reader.receive(head_request))?;
         if !keep_alive {
             self.close();
         }
