@@ -14,11 +14,11 @@ pub fn uring_available() -> bool {
     monoio::utils::detect_uring()
 }
 
-/// Runs `make()`'s future to completion on a fresh runtime of the chosen kind; returns which
-/// driver ran it.
-pub fn block_on<F, Fut>(io: Io, defer_taskrun: bool, entries: u32, make: F) -> io::Result<(Fut::Output, &'static str)>
+/// Runs `make(driver)`'s future to completion on a fresh runtime of the chosen kind; `driver`
+/// names it (`io_uring (defer_taskrun)`, `io_uring`, `epoll`).
+pub fn block_on<F, Fut>(io: Io, defer_taskrun: bool, entries: u32, make: F) -> io::Result<Fut::Output>
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(&'static str) -> Fut,
     Fut: Future,
 {
     let use_uring = match io {
@@ -49,12 +49,12 @@ where
             }
         }
         if let Some((mut rt, label)) = built {
-            return Ok((rt.block_on(make()), label));
+            return Ok(rt.block_on(make(label)));
         }
         if io == Io::Uring {
             return Err(last_err.expect("at least one attempt"));
         }
     }
     let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
-    Ok((rt.block_on(make()), "epoll"))
+    Ok(rt.block_on(make("epoll")))
 }

@@ -103,6 +103,7 @@ fn headless_run_writes_four_locust_csv_files_matching_the_console() {
     assert!(console.0 > 1000, "{stdout}");
     assert_eq!(csv_aggregated(&stats), console);
     assert!(stdout.contains("Response time percentiles (approximated)"));
+    assert!(stdout.contains("worker thread(s) (io_uring (defer_taskrun))"), "the driver is named:\n{stdout}");
     // Periodic tables every 2 s plus the final one.
     assert!(stdout.matches("Aggregated").count() >= 3, "{stdout}");
     let history = read(&dir.join("run_stats_history.csv"));
@@ -159,8 +160,10 @@ fn failures_are_counted_reported_and_set_the_exit_code() {
     assert!(row.starts_with(&format!("GET,/status/503,HTTP 503 Service Unavailable,{failures},")), "{row}");
     // --only-summary: exactly one request table (the final one).
     assert_eq!(stdout.matches("failures/s").count(), 1, "{stdout}");
-    let (code, _, _) = run(&["-u", "1", "-t", "1s", &url, "--exit-code-on-error", "7", "--only-summary"]);
+    let (code, stdout, _) =
+        run(&["-u", "1", "-t", "1s", &url, "--exit-code-on-error", "7", "--only-summary", "--io", "epoll"]);
     assert_eq!(code, 7);
+    assert!(stdout.contains("worker thread(s) (epoll)"), "{stdout}");
 }
 
 #[test]

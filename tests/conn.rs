@@ -34,7 +34,7 @@ fn read_request(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
-    swarmer::runtime::block_on(Io::Auto, true, 256, || fut).unwrap().0
+    swarmer::runtime::block_on(Io::Auto, true, 256, |_| fut).unwrap()
 }
 
 fn get(addr: SocketAddr, path: &str) -> Vec<u8> {

@@ -56,9 +56,11 @@ pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spa
         snapshots,
         spares,
     });
-    let (result, _driver) = crate::runtime::block_on(plan.io, plan.defer_taskrun, entries, || control(worker))
-        .with_context(|| format!("worker {index}: cannot build the IO runtime"))?;
-    result
+    crate::runtime::block_on(plan.io, plan.defer_taskrun, entries, |driver| {
+        worker.stats.borrow_mut().set_driver(driver);
+        control(worker)
+    })
+    .with_context(|| format!("worker {index}: cannot build the IO runtime"))?
 }
 
 /// The worker's control loop: spawn users, tick, stop.

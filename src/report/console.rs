@@ -150,7 +150,7 @@ pub fn print_requests(totals: &Table, current: Option<(&Table, f64)>) {
 }
 
 /// The final report: whole-run table, percentiles, errors, and what Locust does not show.
-pub fn print_final(plan: &Plan, totals: &Table, endpoints: &[EndpointStats], elapsed_secs: f64) {
+pub fn print_final(plan: &Plan, totals: &Table, endpoints: &[EndpointStats], elapsed_secs: f64, drivers: &str) {
     emit(&request_table(totals, None, elapsed_secs));
     emit(&percentile_table(totals));
     let errors = error_report(plan, endpoints);
@@ -172,10 +172,11 @@ pub fn print_final(plan: &Plan, totals: &Table, endpoints: &[EndpointStats], ela
         ));
     }
     notes.push(format!(
-        "Run time {:.2}s, {} users on {} worker thread(s); {} requests, {:.2} req/s",
+        "Run time {:.2}s, {} users on {} worker thread(s) ({}); {} requests, {:.2} req/s",
         elapsed_secs,
         plan.users,
         plan.workers.len(),
+        drivers,
         totals.aggregated.count,
         totals.aggregated.count as f64 / elapsed_secs
     ));

@@ -89,8 +89,9 @@ pub struct Reporter {
     pending: BTreeMap<u64, Interval>,
     totals: Vec<EndpointStats>,
     window: VecDeque<Interval>,
-    processed: u64,
     users: u64,
+    /// IO drivers the workers reported (normally one).
+    drivers: Vec<&'static str>,
     csv: Option<csv::Files>,
 }
 
@@ -113,8 +114,8 @@ impl Reporter {
             pending: BTreeMap::new(),
             totals,
             window: VecDeque::with_capacity(WINDOW_TICKS + 1),
-            processed: 0,
             users: 0,
+            drivers: Vec::new(),
             csv,
         })
     }
@@ -166,6 +167,9 @@ impl Reporter {
             into.merge(from);
         }
         interval.users += snapshot.users;
+        if !snapshot.driver.is_empty() && !self.drivers.contains(&snapshot.driver) {
+            self.drivers.push(snapshot.driver);
+        }
         interval.partial |= snapshot.last;
         self.next_seq[snapshot.worker] = snapshot.seq + 1;
         self.finished[snapshot.worker] |= snapshot.last;
@@ -203,7 +207,6 @@ impl Reporter {
         if self.window.len() > WINDOW_TICKS {
             self.window.pop_front();
         }
-        self.processed = seq + 1;
         let window = self.window_stats();
         let window_secs: f64 = self.window.iter().map(|i| i.secs).sum();
         let timestamp = (self.start_unix + end_secs) as u64;
@@ -243,7 +246,7 @@ impl Reporter {
             files.write_snapshot(&plan, &totals, &self.totals, secs)?;
             files.flush()?;
         }
-        console::print_final(&plan, &totals, &self.totals, secs);
+        console::print_final(&plan, &totals, &self.totals, secs, &self.drivers.join(", "));
         let mut summary = Summary { elapsed, ..Summary::default() };
         for stats in &self.totals {
             summary.requests += stats.count;

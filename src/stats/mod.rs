@@ -155,6 +155,8 @@ pub struct Snapshot {
     /// Users running on the worker when the snapshot was taken.
     pub users: u64,
     pub last: bool,
+    /// The IO driver the worker runs on (`io_uring (defer_taskrun)`, `io_uring`, `epoll`).
+    pub driver: &'static str,
 }
 
 impl Snapshot {
@@ -165,6 +167,7 @@ impl Snapshot {
             endpoints: (0..endpoints).map(|_| EndpointStats::new(max_us)).collect(),
             users: 0,
             last: false,
+            driver: "",
         }
     }
 
@@ -179,11 +182,16 @@ impl Snapshot {
 pub struct CoreStats {
     current: Snapshot,
     in_flight: Vec<u64>,
+    driver: &'static str,
 }
 
 impl CoreStats {
     pub fn new(worker: usize, endpoints: usize, max_us: u64) -> CoreStats {
-        CoreStats { current: Snapshot::new(worker, endpoints, max_us), in_flight: vec![0; endpoints] }
+        CoreStats { current: Snapshot::new(worker, endpoints, max_us), in_flight: vec![0; endpoints], driver: "" }
+    }
+
+    pub fn set_driver(&mut self, driver: &'static str) {
+        self.driver = driver;
     }
 
     /// A request on `endpoint` was started (its bytes are about to be written).
@@ -212,6 +220,7 @@ impl CoreStats {
         let mut filled = std::mem::replace(&mut self.current, spare);
         filled.seq = seq;
         filled.users = users;
+        filled.driver = self.driver;
         filled
     }
 

@@ -62,8 +62,8 @@ pub fn start(addr: SocketAddr, threads: usize, cpus: &[Option<usize>]) -> Result
                 if let Some(core) = core {
                     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
                 }
-                let result = crate::runtime::block_on(Io::Auto, true, 4096, || accept_loop(listener, served, index));
-                if let Err(err) = result.map_err(anyhow::Error::from).and_then(|(r, _)| r) {
+                let result = crate::runtime::block_on(Io::Auto, true, 4096, |_| accept_loop(listener, served, index));
+                if let Err(err) = result.map_err(anyhow::Error::from).and_then(|r| r) {
                     eprintln!("swarmer target: thread {index}: {err:#}");
                 }
             })
