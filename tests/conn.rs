@@ -218,3 +218,32 @@ fn idle_close_of_a_reused_connection_may_be_retried() {
     assert!(second.is_err());
     assert!(may_retry, "{second:?}");
 }
+
+#[test]
+fn read_buffer_stays_small_for_small_responses_and_grows_for_large_bodies() {
+    use swarmer::http::conn::{INIT_BUFFER_BYTES, MAX_READ_BUFFER_BYTES};
+    let addr = scripted(|listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        for _ in 0..20 {
+            read_request(&mut stream);
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!").unwrap();
+        }
+        read_request(&mut stream);
+        let body = vec![b'x'; 1 << 20];
+        stream.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+    });
+    let request = get(addr, "/");
+    let (small, large, payload) = block_on(async {
+        let mut conn = Conn::new(addr);
+        for _ in 0..20 {
+            exchange(&mut conn, &request).await.unwrap();
+        }
+        let small = conn.buffer_capacity();
+        let big = exchange(&mut conn, &request).await.unwrap();
+        (small, conn.buffer_capacity(), big.payload)
+    });
+    assert_eq!(small, INIT_BUFFER_BYTES);
+    assert_eq!(payload, 1 << 20);
+    assert!((MAX_READ_BUFFER_BYTES..2 * MAX_READ_BUFFER_BYTES).contains(&large), "grew to {large}");
+}

@@ -14,8 +14,13 @@ use super::body::Body;
 use super::error::{Failure, ParseError};
 use super::head::{parse_head, Framing};
 
-/// Read buffer per connection. Bodies stream through it; only a head must fit.
-pub const INIT_BUFFER_BYTES: usize = 4096;
+/// Read buffer a connection starts with. It doubles whenever a read fills all its free space
+/// (the server has more to send than fits), up to `MAX_READ_BUFFER_BYTES`: small responses keep
+/// connections small, large bodies get large reads. Growth happens in the first exchanges, so
+/// steady state still allocates nothing.
+pub const INIT_BUFFER_BYTES: usize = 1024;
+/// The read buffer stops growing for bodies here; only a head may need it larger.
+pub const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
 /// A response head that does not fit in this many bytes is `ParseError::HeadTooLarge`.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -53,6 +58,8 @@ struct Reader {
     /// complete when its last byte arrived, so its latency ends here (one clock read per read
     /// syscall, however many pipelined responses it carried).
     received_at: Instant,
+    /// The last read filled the buffer: grow it before the next one.
+    grow: bool,
 }
 
 struct Writer {
@@ -71,6 +78,7 @@ impl Conn {
                 served: 0,
                 received_since_send: 0,
                 received_at: Instant::now(),
+                grow: false,
             },
             writer: Writer { half: None, wbuf: Vec::new() },
             served_at_send: 0,
@@ -160,6 +168,11 @@ impl Conn {
         Ok(exchange)
     }
 
+    /// The read buffer's current size (it adapts to the responses; see `INIT_BUFFER_BYTES`).
+    pub fn buffer_capacity(&self) -> usize {
+        self.reader.rbuf.capacity()
+    }
+
     /// When the bytes that completed the last response arrived.
     pub fn received_at(&self) -> Instant {
         self.reader.received_at
@@ -237,27 +250,34 @@ impl Reader {
             return Ok(0);
         };
         let len = self.rbuf.len();
+        let space = self.rbuf.capacity() - len;
         let (result, slice) = half.read(std::mem::take(&mut self.rbuf).slice_mut(len..)).await;
         self.rbuf = slice.into_inner();
         let n = result.map_err(|err| Failure::from_io(&err, Failure::Read))?;
         self.received_at = Instant::now();
+        self.grow = n == space;
         self.received_since_send += n;
         Ok(n)
     }
 
-    /// Moves unconsumed bytes to the front, or grows the buffer when a head fills all of it.
+    /// Moves unconsumed bytes to the front; doubles the buffer when a head fills all of it or
+    /// the last read filled it (bounded by `MAX_READ_BUFFER_BYTES` unless a head needs more).
     fn make_room(&mut self) {
+        let capacity = self.rbuf.capacity();
         if self.pos == self.rbuf.len() {
             self.rbuf.clear();
             self.pos = 0;
-        } else if self.pos > 0 && self.rbuf.capacity() - self.rbuf.len() < INIT_BUFFER_BYTES / 4 {
+        } else if self.pos > 0 && capacity - self.rbuf.len() < capacity / 4 {
             self.rbuf.copy_within(self.pos.., 0);
             self.rbuf.truncate(self.rbuf.len() - self.pos);
             self.pos = 0;
         }
-        if self.rbuf.len() == self.rbuf.capacity() {
-            self.rbuf.reserve(self.rbuf.capacity().max(INIT_BUFFER_BYTES));
+        let full = self.rbuf.len() == capacity;
+        if full || (self.grow && capacity < MAX_READ_BUFFER_BYTES) {
+            // `reserve` counts from the length: ask for twice the capacity in all.
+            self.rbuf.reserve(2 * capacity.max(INIT_BUFFER_BYTES) - self.rbuf.len());
         }
+        self.grow = false;
     }
 }
 
