@@ -57,7 +57,7 @@ measure() {
     requests=$(awk '/^Run time/ {for (i=1;i<=NF;i++) if ($i=="requests,") print $(i-1)}' "$out")  # swarmer
   fi
   read -r user sys rss <"$tm"
-  echo "${requests:-0} $(echo "$user + $sys" | bc -l) $rss"
+  echo "${requests:-0} $(awk -v u="$user" -v s="$sys" 'BEGIN {print u + s}') $rss"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -85,8 +85,8 @@ compare() {
     printf '%-8s %12.0f %14.0f %10.1f   %s\n' $tool "$rps" "$cps" "$rss" "$(tr '\n' ';' <"$file")"
     eval "${tool}_rps=$rps; ${tool}_cps=$cps"
   done
-  printf 'ratio swarmer/wrk: req/s %.3f, requests per CPU-second %.3f\n\n' \
-    "$(echo "$swarmer_rps / $wrk_rps" | bc -l)" "$(echo "$swarmer_cps / $wrk_cps" | bc -l)"
+  awk -v sr="$swarmer_rps" -v wr="$wrk_rps" -v sc="$swarmer_cps" -v wc="$wrk_cps" \
+    'BEGIN {printf "ratio swarmer/wrk: req/s %.3f, requests per CPU-second %.3f\n\n", sr / wr, sc / wc}'
 }
 
 start_nginx() {
