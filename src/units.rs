@@ -46,15 +46,20 @@ fn secs_to_duration(secs: f64, text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Parses a count with an optional SI suffix: `64`, `5k`, `1.5M`.
-pub fn parse_count(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, scale) = match text.char_indices().last() {
+/// Splits an SI suffix (`k`/`K`, `M`, `G`) off a number: `"5k"` → `("5", 1e3)`.
+fn split_si_suffix(text: &str) -> (&str, f64) {
+    match text.char_indices().last() {
         Some((i, 'k' | 'K')) => (&text[..i], 1e3),
         Some((i, 'M')) => (&text[..i], 1e6),
         Some((i, 'G')) => (&text[..i], 1e9),
         _ => (text, 1.0),
-    };
+    }
+}
+
+/// Parses a count with an optional SI suffix: `64`, `5k`, `1.5M`.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, scale) = split_si_suffix(text);
     let value: f64 = digits.parse().map_err(|_| format!("invalid count {text:?}; expected e.g. 64, 5k, 1.5M"))?;
     let value = value * scale;
     if !value.is_finite() || value < 0.0 || value.fract() != 0.0 {
@@ -65,12 +70,7 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
 
 /// Parses a rate per second: `10`, `2.5`, `5k`, optionally with a trailing `/s`.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let body = text.trim().trim_end_matches("/s");
-    let (digits, scale) = match body.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&body[..i], 1e3),
-        Some((i, 'M')) => (&body[..i], 1e6),
-        _ => (body, 1.0),
-    };
+    let (digits, scale) = split_si_suffix(text.trim().trim_end_matches("/s"));
     let value: f64 = digits.parse().map_err(|_| format!("invalid rate {text:?}; expected e.g. 10, 2.5, 5k/s"))?;
     if !value.is_finite() || value <= 0.0 {
         return Err(format!("invalid rate {text:?}; must be greater than zero"));
