@@ -186,19 +186,49 @@ fn users_ramp_up_at_the_spawn_rate() {
     assert_eq!(&users[..3], &[0, 4, 8], "{history}");
 }
 
+/// Client-side sockets this process holds open to `server`: socket inodes among our descriptors
+/// that `/proc/net/tcp` lists with `server` as the remote end. Counting all descriptors would race
+/// with the other tests in this binary, which open listeners and rings of their own in parallel.
+fn sockets_to(server: SocketAddr) -> usize {
+    let ours: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
+        .collect();
+    let remote = format!("0100007F:{:04X}", server.port());
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f[2] == remote && f[9].parse().is_ok_and(|inode: u64| ours.contains(&inode)))
+        .count()
+}
+
 #[test]
 fn a_finished_run_leaves_no_sockets_open() {
     let server = target();
-    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
-    // Warm up once: the first run creates lazily initialised process state.
-    execute(plan(server.addr, "/", 4, Duration::from_millis(300), Duration::from_secs(5)));
-    std::thread::sleep(Duration::from_millis(200));
-    let before = open_fds();
-    execute(plan(server.addr, "/delay/200ms", 50, Duration::from_millis(500), Duration::from_secs(5)));
-    // The target closes its side once it reads EOF.
-    std::thread::sleep(Duration::from_millis(500));
-    let after = open_fds();
-    assert!(after <= before + 2, "{before} fds before the run, {after} after: users' sockets leaked");
+    let during = {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut most = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    most = most.max(sockets_to(server.addr));
+                    thread::sleep(Duration::from_millis(50));
+                }
+                most
+            })
+        };
+        execute(plan(server.addr, "/delay/200ms", 50, Duration::from_millis(500), Duration::from_secs(5)));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        probe.join().unwrap()
+    };
+    // The probe saw the users' connections, so the count below can tell a leak from no sockets.
+    assert!(during >= 40, "only {during} client sockets seen during the run");
+    let after = sockets_to(server.addr);
+    assert_eq!(after, 0, "{after} client sockets to {} still open after the run", server.addr);
 }
 
 #[test]
