@@ -8,7 +8,8 @@
 #   scripts/bench.sh pipeline   # 16-deep pipelining against the built-in target (the ceiling)
 #   scripts/bench.sh memory     # peak RSS at 1,000 and 10,000 connections → bytes per connection
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
-#                               # DEFER_TASKRUN, epoll, and wrk, alternating
+#                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
+#                               # (benches/floor.rs), alternating
 #
 # Environment: RUNS (alternations, default 3), DURATION (seconds per run, default 10),
 # CONNS (default 64), TARGET_CPU (default 1), GEN_CPU (default 0).
@@ -161,20 +162,22 @@ LUA
       start_nginx 18093
       URL=http://127.0.0.1:18093/
       SW=("$SWARMER" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary "$URL")
+      FLOOR=$(cargo bench --no-run --bench floor 2>&1 | grep -o 'target/release/deps/floor-[0-9a-f]*' | head -1)
       : >"$WORK/drivers.txt"
       for i in $(seq "$RUNS"); do
-        for variant in default no-defer epoll wrk; do
+        for variant in default no-defer epoll wrk floor; do
           case $variant in
             default) r=$(measure "${SW[@]}") ;;
             no-defer) r=$(measure "${SW[@]}" --no-defer-taskrun) ;;
             epoll) r=$(measure "${SW[@]}" --io epoll) ;;
             wrk) r=$(measure wrk -t1 -c"$CONNS" -d"${DURATION}s" "$URL") ;;
+            floor) r=$(measure "$FLOOR" "127.0.0.1:18093" "$CONNS" "$DURATION") ;;
           esac
           echo "$variant $r" >>"$WORK/drivers.txt"
         done
       done
       echo "== CPU per request against nginx, $CONNS connections ($RUNS alternating runs of ${DURATION}s)"
-      for variant in default no-defer epoll wrk; do
+      for variant in default no-defer epoll wrk floor; do
         us=$(awk -v v=$variant '$1 == v {print $3 / $2 * 1e6}' "$WORK/drivers.txt" | median)
         printf '%-9s %6.2f us CPU per request (median)\n' $variant "$us"
       done
