@@ -24,7 +24,7 @@ fn main() {
     };
     let conns: usize = conns.parse().expect("CONNECTIONS");
     let secs: u64 = secs.parse().expect("SECONDS");
-    let defer = rest.first().map_or(true, |m| m != "plain");
+    let defer = rest.first().is_none_or(|m| m != "plain");
     let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
 
     // One probe request tells the response length (the server's answer is fixed).
