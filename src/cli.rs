@@ -36,17 +36,38 @@ pub struct RunArgs {
     #[arg(value_name = "URL")]
     pub url: Option<String>,
 
+    /// Scenario file (TOML; see scenarios/README.md).
+    #[arg(short = 'f', long, alias = "locustfile", value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// With --scenario: check the file and exit (0 when valid, 2 with file:line:col otherwise).
+    #[arg(long, requires = "scenario")]
+    pub check: bool,
+
+    /// With --scenario: show the user types and tasks with their weights and ratios, and exit.
+    #[arg(long, alias = "show-task-ratio", requires = "scenario")]
+    pub list: bool,
+
+    /// Run only tasks with one of these tags (comma-separated or repeated).
+    #[arg(short = 'T', long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+
+    /// Leave out tasks with any of these tags.
+    #[arg(short = 'E', long, value_delimiter = ',')]
+    pub exclude_tags: Vec<String>,
+
     /// Base URL for relative paths (Locust's --host).
     #[arg(short = 'H', long)]
     pub host: Option<String>,
 
-    /// Peak number of concurrent users (each has its own keep-alive connection).
-    #[arg(short = 'u', long, value_parser = parse_count, default_value = "1")]
-    pub users: u64,
+    /// Peak number of concurrent users (each has its own keep-alive connection). Default 1, or
+    /// the scenario file's `users`.
+    #[arg(short = 'u', long, value_parser = parse_count)]
+    pub users: Option<u64>,
 
-    /// Users started per second.
-    #[arg(short = 'r', long, value_parser = parse_rate, default_value = "1")]
-    pub spawn_rate: f64,
+    /// Users started per second. Default 1, or the scenario file's `spawn_rate`.
+    #[arg(short = 'r', long, value_parser = parse_rate)]
+    pub spawn_rate: Option<f64>,
 
     /// Stop after this long (30s, 5m, 1h30m; bare number = seconds). Default: until Ctrl-C.
     #[arg(short = 't', long, value_parser = parse_duration)]
@@ -84,9 +105,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
 
-    /// Per-request timeout, applied to connecting and to each response.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
-    pub timeout: Duration,
+    /// Per-request timeout, applied to connecting and to each response (default 60s, or the
+    /// scenario file's `timeout`).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 
     /// Requests written back to back per user before reading responses (quick mode), as wrk's
     /// pipeline script.
@@ -206,7 +228,7 @@ mod tests {
             "out/run",
         ])
         .unwrap();
-        assert_eq!(cli.run.users, 64);
+        assert_eq!(cli.run.users, Some(64));
         assert_eq!(cli.run.run_time, Some(Duration::from_secs(10)));
         assert_eq!(cli.run.url.as_deref(), Some("http://127.0.0.1:8080/"));
         let err = Cli::try_parse_from(["swarmer", "-t", "10x"]).unwrap_err();

@@ -15,6 +15,9 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{parse_cpu_list, IoArg, RunArgs};
 use crate::http::encode_request;
 
+mod call;
+pub use call::{percent_encode, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Part, Source, Template};
+
 /// A (method, name) pair under which requests are counted. Its index in `Plan::endpoints` is
 /// the endpoint id used by stats.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,14 +42,38 @@ pub struct Request {
 
 #[derive(Clone, Debug)]
 pub enum Step {
+    /// A request encoded once (quick mode): the zero-allocation path.
     Request(Request),
+    /// A scenario request, built per send (templates, session headers and cookies), checked
+    /// and captured from.
+    Call(Box<Call>),
 }
 
 #[derive(Clone, Debug)]
 pub struct Task {
     pub name: String,
     pub weight: u32,
-    pub steps: Vec<Step>,
+    /// Times in a row the task runs when picked (sequential task sets: `repeat`).
+    pub repeat: u32,
+    pub tags: Vec<String>,
+    pub kind: TaskKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum TaskKind {
+    /// Steps run in order; data captured by one is available to the next.
+    Steps(Vec<Step>),
+    /// A nested task set (Locust's `TaskSet`): picks its own tasks until it interrupts back to
+    /// the parent. Weighted: each pick chooses "interrupt" with `interrupt_weight` against the
+    /// tasks' weights. Sequential: runs its tasks in order `loops` times, then returns.
+    Set { tasks: Vec<Task>, sequential: bool, interrupt_weight: u32, loops: u32 },
+}
+
+impl Task {
+    /// A task of steps, weight 1.
+    pub fn steps(name: impl Into<String>, steps: Vec<Step>) -> Task {
+        Task { name: name.into(), weight: 1, repeat: 1, tags: Vec::new(), kind: TaskKind::Steps(steps) }
+    }
 }
 
 /// Think time after each task (Locust's `wait_time`).
@@ -55,16 +82,68 @@ pub enum Wait {
     None,
     Constant(Duration),
     Between(Duration, Duration),
-    /// A task starts every period, whatever it took (`constant_pacing`).
+    /// A task starts every period, whatever it took (`constant_pacing`, and
+    /// `constant_throughput` as 1/rate).
     Pacing(Duration),
+    /// Task starts form a Poisson process of this rate per second: exponential gaps between
+    /// starts, less the time the task took.
+    Poisson(f64),
 }
 
 #[derive(Clone, Debug)]
 pub struct UserType {
     pub name: String,
     pub weight: u32,
+    /// This many users of the type, started first (Locust's `fixed_count`); the rest of the
+    /// users are split by weight among the types without one.
+    pub fixed_count: Option<u64>,
     pub tasks: Vec<Task>,
     pub wait: Wait,
+    /// Default headers each user starts with (steps may set more).
+    pub headers: Vec<(String, Template)>,
+    /// Steps each user runs once before its first task, and once when it stops.
+    pub on_start: Vec<Step>,
+    pub on_stop: Vec<Step>,
+}
+
+impl UserType {
+    pub fn new(name: impl Into<String>, tasks: Vec<Task>) -> UserType {
+        UserType {
+            name: name.into(),
+            weight: 1,
+            fixed_count: None,
+            tasks,
+            wait: Wait::None,
+            headers: Vec::new(),
+            on_start: Vec::new(),
+            on_stop: Vec::new(),
+        }
+    }
+}
+
+/// Per-user variables: names and starting values (constants; captures start as null). Data-file
+/// columns and captures write into slots; templates read them.
+#[derive(Clone, Debug, Default)]
+pub struct Vars {
+    pub names: Vec<String>,
+    pub initial: Vec<serde_json::Value>,
+}
+
+impl Vars {
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+}
+
+/// A CSV data file: each row fills the column variables.
+#[derive(Clone, Debug)]
+pub struct DataFile {
+    pub name: String,
+    /// Slot of each column's variable.
+    pub slots: Vec<usize>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// `per_user`: user i keeps row i mod n; else round-robin: each task takes the next row.
+    pub per_user: bool,
 }
 
 /// Which IO driver the workers build.
@@ -91,6 +170,14 @@ pub struct Output {
 pub struct Plan {
     pub user_types: Vec<UserType>,
     pub endpoints: Vec<Endpoint>,
+    pub vars: Vars,
+    pub data: Vec<DataFile>,
+    /// Names of the shared pools (`push` / `pool("name")`).
+    pub pools: Vec<String>,
+    /// Steps run once before the users start and once after they stop (not in the stats;
+    /// values captured in `setup` become every user's starting values).
+    pub setup: Vec<Step>,
+    pub teardown: Vec<Step>,
     pub users: u64,
     pub spawn_rate: f64,
     pub run_time: Option<Duration>,
@@ -107,6 +194,9 @@ pub struct Plan {
     pub tick: Duration,
     pub output: Output,
 }
+
+/// Per-request timeout when neither the command line nor the scenario file gives one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Headroom of file descriptors kept for the process itself (stdio, CSV files, rings, pipes).
 pub const RESERVED_FDS: u64 = 64;
@@ -161,29 +251,61 @@ impl Plan {
         let url_text = match (&args.url, &args.host) {
             (Some(url), _) => url.clone(),
             (None, Some(host)) => host.clone(),
-            (None, None) => bail!("nothing to test: give a URL (e.g. swarmer http://127.0.0.1:8080/) or --host"),
+            (None, None) => bail!(
+                "nothing to test: give a URL (e.g. swarmer http://127.0.0.1:8080/), --host, or a scenario file (-f FILE)"
+            ),
         };
         let url = Url::parse(&url_text).map_err(anyhow::Error::msg)?;
-        if args.users == 0 {
+        let workers = resolve_workers(args.threads, args.cpus.as_deref())?;
+        let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let mut plan = Plan::quick(&url, url.resolve()?, timeout, args.pipeline, workers);
+        plan.apply_run_args(args, None)?;
+        Ok(plan)
+    }
+
+    /// Applies the flags every kind of run shares. `file` holds what a scenario file says about
+    /// users, spawn rate and run time; the command line wins where both say something.
+    pub fn apply_run_args(
+        &mut self,
+        args: &RunArgs,
+        file: Option<(Option<u64>, Option<f64>, Option<Duration>)>,
+    ) -> Result<()> {
+        let (file_users, file_rate, file_time) = file.unwrap_or_default();
+        self.users = args.users.or(file_users).unwrap_or(1);
+        if self.users == 0 {
             bail!("--users 0: at least one user is needed");
         }
-        let workers = resolve_workers(args.threads, args.cpus.as_deref())?;
-        let mut plan = Plan::quick(&url, url.resolve()?, args.timeout, args.pipeline, workers);
-        plan.users = args.users;
-        plan.spawn_rate = args.spawn_rate;
-        plan.run_time = args.run_time;
-        plan.stop_timeout = args.stop_timeout;
-        plan.io = match args.io {
+        self.spawn_rate = args.spawn_rate.or(file_rate).unwrap_or(1.0);
+        if !(self.spawn_rate > 0.0 && self.spawn_rate.is_finite()) {
+            bail!("spawn rate {}: expected users per second above 0", self.spawn_rate);
+        }
+        self.run_time = args.run_time.or(file_time);
+        self.stop_timeout = args.stop_timeout;
+        self.io = match args.io {
             IoArg::Auto => Io::Auto,
             IoArg::Uring => Io::Uring,
             IoArg::Epoll => Io::Epoll,
         };
-        plan.defer_taskrun = !args.no_defer_taskrun;
-        plan.output.only_summary = args.only_summary;
-        plan.output.csv_prefix = args.csv.clone();
-        plan.output.csv_full_history = args.csv_full_history;
-        plan.output.exit_code_on_error = args.exit_code_on_error;
-        Ok(plan)
+        self.defer_taskrun = !args.no_defer_taskrun;
+        self.output.only_summary = args.only_summary;
+        self.output.csv_prefix = args.csv.clone();
+        self.output.csv_full_history = args.csv_full_history;
+        self.output.exit_code_on_error = args.exit_code_on_error;
+        Ok(())
+    }
+
+    /// A plan with no user types yet (scenario files fill them in), defaults elsewhere.
+    pub fn empty(workers: Vec<Option<usize>>, timeout: Duration) -> Plan {
+        let mut plan = Plan::quick(
+            &Url { host: "127.0.0.1".into(), port: 80, target: "/".into() },
+            ([127, 0, 0, 1], 80).into(),
+            timeout,
+            1,
+            workers,
+        );
+        plan.user_types.clear();
+        plan.endpoints.clear();
+        plan
     }
 
     /// A one-request plan: GET `url` in a loop with no think time, defaults elsewhere.
@@ -196,10 +318,15 @@ impl Plan {
             idempotent: true,
             timeout,
         };
-        let task = Task { name: format!("GET {}", url.target), weight: 1, steps: vec![Step::Request(request)] };
+        let task = Task::steps(format!("GET {}", url.target), vec![Step::Request(request)]);
         Plan {
-            user_types: vec![UserType { name: "QuickUser".into(), weight: 1, tasks: vec![task], wait: Wait::None }],
+            user_types: vec![UserType::new("QuickUser", vec![task])],
             endpoints: vec![Endpoint { method: "GET".into(), name: url.target.clone() }],
+            vars: Vars::default(),
+            data: Vec::new(),
+            pools: Vec::new(),
+            setup: Vec::new(),
+            teardown: Vec::new(),
             users: 1,
             spawn_rate: 1.0,
             run_time: None,
@@ -235,20 +362,32 @@ impl Plan {
         Duration::from_secs_f64(user as f64 / self.spawn_rate)
     }
 
-    /// The user type of global user `i`: types are interleaved in proportion to their weights
-    /// (weights 5:1 give AAAAAB AAAAAB …), so every prefix of users is as close to the ratio as
-    /// whole users allow.
+    /// The user type of global user `i`. Types with a `fixed_count` take the first users (in
+    /// file order); the others are interleaved in proportion to their weights (weights 5:1 give
+    /// AAAAAB AAAAAB …), so every prefix of users is as close to the ratio as whole users allow.
     pub fn user_type_of(&self, user: u64) -> usize {
-        let total: u64 = self.user_types.iter().map(|t| u64::from(t.weight)).sum();
-        let slot = user % total.max(1);
-        let mut acc = 0;
+        let mut fixed = 0;
         for (index, user_type) in self.user_types.iter().enumerate() {
+            if let Some(count) = user_type.fixed_count {
+                fixed += count;
+                if user < fixed {
+                    return index;
+                }
+            }
+        }
+        let weighted = || self.user_types.iter().enumerate().filter(|(_, t)| t.fixed_count.is_none());
+        let total: u64 = weighted().map(|(_, t)| u64::from(t.weight)).sum();
+        let slot = (user - fixed) % total.max(1);
+        let mut acc = 0;
+        for (index, user_type) in weighted() {
             acc += u64::from(user_type.weight);
             if slot < acc {
                 return index;
             }
         }
-        0
+        // Only fixed-count types and more users than their counts: the extra users go to the
+        // last type (the plan builder refuses this case).
+        self.user_types.len() - 1
     }
 
     /// Checks what can be checked before any thread starts; raises RLIMIT_NOFILE to its hard

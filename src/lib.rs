@@ -29,6 +29,7 @@ pub mod engine;
 pub mod http;
 pub mod report;
 pub mod runtime;
+pub mod scenario;
 pub mod signal;
 pub mod stats;
 pub mod target;
@@ -85,6 +86,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         start,
         stop: options.stop.clone(),
         on_worker_start: options.on_worker_start,
+        pools: engine::new_pools(&plan),
     });
     let handles = engine::start(engine_run, snapshot_tx, spare_rxs)?;
     while handles.iter().any(|h| !h.is_finished()) {
@@ -112,7 +114,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     } else if summary.requests > 0 && summary.connect_failures == summary.requests {
         eprintln!("error: no request could connect (see the error report)");
         EXIT_NO_START
-    } else if summary.failures > 0 {
+    } else if summary.failures > 0 || !summary.aborts.is_empty() {
         plan.output.exit_code_on_error
     } else {
         0
@@ -125,6 +127,7 @@ pub fn main_with(cli: cli::Cli) -> Result<i32> {
     match cli.command {
         Some(cli::Command::Target(args)) => run_target(&args),
         Some(cli::Command::Demo(args)) => run_demo(&args),
+        None if cli.run.scenario.is_some() => run_scenario(&cli.run),
         None => {
             let plan = Plan::from_cli(&cli.run).map_err(usage)?;
             plan.check_resources().map_err(usage)?;
@@ -133,6 +136,69 @@ pub fn main_with(cli: cli::Cli) -> Result<i32> {
             Ok(run(plan, options)?.exit_code)
         }
     }
+}
+
+/// Builds the plan of a scenario run: the file compiled, the command line applied over it.
+pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
+    let path = args.scenario.as_ref().expect("scenario runs have a file");
+    if args.url.is_some() {
+        return Err(usage(anyhow::anyhow!(
+            "give a URL or a scenario file (-f), not both; use -H/--host to set the host"
+        )));
+    }
+    if args.pipeline > 1 {
+        return Err(usage(anyhow::anyhow!("--pipeline {}: only quick mode (a URL) pipelines", args.pipeline)));
+    }
+    let workers = config::resolve_workers(args.threads, args.cpus.as_deref()).map_err(usage)?;
+    let overrides = scenario::Overrides {
+        host: args.host.clone(),
+        timeout: args.timeout,
+        tags: args.tags.clone(),
+        exclude_tags: args.exclude_tags.clone(),
+    };
+    let base = Plan::empty(workers, args.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
+    let (mut plan, file) = scenario::load(path, &overrides, base).map_err(|e| usage(e.into()))?;
+    plan.apply_run_args(args, Some((file.users, file.spawn_rate, file.run_time))).map_err(usage)?;
+    Ok(plan)
+}
+
+fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
+    let mut plan = scenario_plan(args)?;
+    let path = args.scenario.as_ref().expect("checked by the caller").display().to_string();
+    if args.check {
+        let tasks: usize = plan.user_types.iter().map(|u| u.tasks.len()).sum();
+        println!(
+            "{path}: ok ({} user type(s), {tasks} task(s), {} endpoint(s))",
+            plan.user_types.len(),
+            plan.endpoints.len()
+        );
+        return Ok(0);
+    }
+    if args.list {
+        print!("{}", report::task_ratios(&plan));
+        return Ok(0);
+    }
+    plan.check_resources().map_err(usage)?;
+    signal::install();
+    if !plan.setup.is_empty() {
+        let steps = std::mem::take(&mut plan.setup);
+        let vars = engine::run_fixture(Arc::new(plan.clone()), &steps, plan.vars.initial.clone())
+            .context("setup failed; the run did not start")?;
+        plan.vars.initial = vars;
+    }
+    let teardown = std::mem::take(&mut plan.teardown);
+    let fixture_plan = (!teardown.is_empty()).then(|| Arc::new(plan.clone()));
+    let exit_code_on_error = plan.output.exit_code_on_error;
+    let outcome = run(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?;
+    if let Some(fixture_plan) = fixture_plan {
+        let vars = fixture_plan.vars.initial.clone();
+        if let Err(err) = engine::run_fixture(fixture_plan, &teardown, vars) {
+            // A failed teardown fails a clean run as a failed request would.
+            eprintln!("error: teardown failed: {err:#}");
+            return Ok(if outcome.exit_code == 0 { exit_code_on_error } else { outcome.exit_code });
+        }
+    }
+    Ok(outcome.exit_code)
 }
 
 /// Marks an error as a usage/configuration error (exit code 2).

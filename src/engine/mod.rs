@@ -3,6 +3,7 @@
 //! users, connections, buffers, RNGs and `CoreStats`. The only cross-thread traffic is the stop
 //! flag (a Relaxed load every `POLL`) and one `Snapshot` per tick to the reporter.
 
+mod session;
 mod user;
 mod worker;
 
@@ -17,6 +18,16 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::config::Plan;
 use crate::stats::Snapshot;
 
+/// Runs run-level steps (`setup`, `teardown`) once, outside the measured run, on the calling
+/// thread; returns the variables as they left them, or the first failure.
+pub fn run_fixture(
+    plan: Arc<Plan>,
+    steps: &[crate::config::Step],
+    vars: Vec<serde_json::Value>,
+) -> Result<Vec<serde_json::Value>> {
+    worker::run_fixture(plan, steps, vars)
+}
+
 /// How often workers look at the stop flag and the clock.
 pub const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -29,6 +40,14 @@ pub struct Run {
     pub stop: Arc<AtomicBool>,
     /// Called on each worker thread before its runtime starts (instrumentation, tests).
     pub on_worker_start: Option<fn(usize)>,
+    /// The scenario's shared pools (`push` / `pool("name")`), one lock each: a value pushed by
+    /// a user on one core can be picked by a user on any other.
+    pub pools: Vec<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+/// Empty pools for `plan`.
+pub fn new_pools(plan: &Plan) -> Vec<std::sync::Mutex<Vec<serde_json::Value>>> {
+    plan.pools.iter().map(|_| std::sync::Mutex::new(Vec::new())).collect()
 }
 
 /// Starts one thread per worker. Each sends its snapshots on `snapshots` and takes spare ones

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::{user, Run, POLL};
+use crate::config::{Plan, Step};
 use crate::stats::{CoreStats, Snapshot};
 
 /// State shared by the tasks of one worker (single-threaded: `Rc`, `Cell`, `RefCell`).
@@ -28,6 +29,8 @@ pub(crate) struct Worker {
     /// Fires once the run is over: users still running drop what they were doing (and their
     /// connections) instead of being leaked with the runtime.
     pub cancel: Cancel,
+    /// Per round-robin data file: rows taken on this worker so far.
+    pub data_next: Vec<Cell<usize>>,
     snapshots: Sender<Snapshot>,
     spares: Receiver<Snapshot>,
 }
@@ -53,6 +56,7 @@ pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spa
         stopping: Cell::new(false),
         running: Cell::new(0),
         cancel: Cancel::default(),
+        data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
         snapshots,
         spares,
     });
@@ -61,6 +65,57 @@ pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spa
         control(worker)
     })
     .with_context(|| format!("worker {index}: cannot build the IO runtime"))?
+}
+
+/// Runs run-level `setup` or `teardown` steps once on this thread, outside the measured run:
+/// returns the variables as the steps left them (setup captures become every user's starting
+/// values), or the first failure.
+pub(crate) fn run_fixture(
+    plan: Arc<Plan>,
+    steps: &[Step],
+    vars: Vec<serde_json::Value>,
+) -> Result<Vec<serde_json::Value>> {
+    let (snapshots, _) = crossbeam_channel::unbounded();
+    let (_, spares) = crossbeam_channel::unbounded();
+    let run = Arc::new(Run {
+        plan: plan.clone(),
+        start: Instant::now(),
+        stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        on_worker_start: None,
+        pools: super::new_pools(&plan),
+    });
+    let worker = Worker {
+        run: run.clone(),
+        index: 0,
+        stats: RefCell::new(CoreStats::new(0, plan.endpoints.len(), plan.histogram_max_us())),
+        stopping: Cell::new(false),
+        running: Cell::new(0),
+        cancel: Cancel::default(),
+        data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
+        snapshots,
+        spares,
+    };
+    let result = crate::runtime::block_on(plan.io, plan.defer_taskrun, 256, |_| async {
+        let mut user = user::User::new(&worker, &plan, u64::MAX);
+        if let Some(session) = user.session.as_mut() {
+            session.vars = vars;
+        }
+        for step in steps {
+            let Step::Call(call) = step else { continue };
+            let before = worker.stats.borrow().failures();
+            let result = user::execute_call(&mut user, call).await;
+            if let Err(reason) = result {
+                anyhow::bail!("{}: {reason}", call.path);
+            }
+            if worker.stats.borrow().failures() > before {
+                let reason = worker.stats.borrow().last_failure().map(|f| f.to_string()).unwrap_or_default();
+                anyhow::bail!("{}: {reason}", call.path);
+            }
+        }
+        Ok(user.session.map(|s| s.vars).unwrap_or_default())
+    })
+    .context("cannot build the IO runtime for setup/teardown")?;
+    result
 }
 
 /// The worker's control loop: spawn users, tick, stop.

@@ -85,11 +85,20 @@ impl Body {
 
     /// Consumes as much of `input` as belongs to this body.
     pub fn decode(&mut self, input: &[u8]) -> Result<Progress, ParseError> {
+        self.decode_into(input, &mut Sink::Skip)
+    }
+
+    /// As `decode`, also handing the payload bytes to `sink` (for checks and captures).
+    pub fn decode_into(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<Progress, ParseError> {
         match self {
             Body::Done => Ok(Progress { done: true, ..Progress::default() }),
-            Body::UntilClose => Ok(Progress { consumed: input.len(), payload: input.len() as u64, done: false }),
+            Body::UntilClose => {
+                sink.put(input);
+                Ok(Progress { consumed: input.len(), payload: input.len() as u64, done: false })
+            }
             Body::Length(remaining) => {
                 let take = (*remaining).min(input.len() as u64);
+                sink.put(&input[..take as usize]);
                 *remaining -= take;
                 let done = *remaining == 0;
                 if done {
@@ -98,7 +107,7 @@ impl Body {
                 Ok(Progress { consumed: take as usize, payload: take, done })
             }
             Body::Chunked(state) => {
-                let progress = decode_chunked(state, input)?;
+                let progress = decode_chunked(state, input, sink)?;
                 if progress.done {
                     *self = Body::Done;
                 }
@@ -108,12 +117,28 @@ impl Body {
     }
 }
 
-fn decode_chunked(state: &mut Chunked, input: &[u8]) -> Result<Progress, ParseError> {
+/// Where payload bytes go: nowhere (the hot path), or into a buffer up to a limit.
+pub enum Sink<'a> {
+    Skip,
+    Keep { into: &'a mut Vec<u8>, limit: usize },
+}
+
+impl Sink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        if let Sink::Keep { into, limit } = self {
+            let room = limit.saturating_sub(into.len());
+            into.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+    }
+}
+
+fn decode_chunked(state: &mut Chunked, input: &[u8], sink: &mut Sink<'_>) -> Result<Progress, ParseError> {
     let mut progress = Progress::default();
     while progress.consumed < input.len() {
         let rest = &input[progress.consumed..];
         if let Chunked::Data { remaining } = state {
             let take = (*remaining).min(rest.len() as u64);
+            sink.put(&rest[..take as usize]);
             *remaining -= take;
             progress.consumed += take as usize;
             progress.payload += take;

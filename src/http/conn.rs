@@ -10,7 +10,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::body::Body;
+use super::body::{Body, Sink};
 use super::error::{Failure, ParseError};
 use super::head::{parse_head, Framing};
 
@@ -23,6 +23,9 @@ pub const INIT_BUFFER_BYTES: usize = 1024;
 pub const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
 /// A response head that does not fit in this many bytes is `ParseError::HeadTooLarge`.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// A kept response body (for checks and captures) stops growing here; the rest is still read
+/// and counted, and `Kept::truncated` says so.
+pub const MAX_KEPT_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// The outcome of one complete response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +63,22 @@ struct Reader {
     received_at: Instant,
     /// The last read filled the buffer: grow it before the next one.
     grow: bool,
+    /// Copies of the last final head and body, when asked for (`Conn::keep`).
+    kept: Option<Kept>,
+}
+
+/// A copy of a response's head and body, for checks and captures. Off by default: the static
+/// hot path skips bodies through a cursor.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// The final response head, status line to the empty line.
+    pub head: Vec<u8>,
+    /// The payload (de-chunked), at most `MAX_KEPT_BODY_BYTES`.
+    pub body: Vec<u8>,
+    /// The payload was longer than what was kept.
+    pub truncated: bool,
+    /// Keep the body too (else only the head).
+    pub want_body: bool,
 }
 
 struct Writer {
@@ -79,6 +98,7 @@ impl Conn {
                 received_since_send: 0,
                 received_at: Instant::now(),
                 grow: false,
+                kept: None,
             },
             writer: Writer { half: None, wbuf: Vec::new() },
             served_at_send: 0,
@@ -168,6 +188,21 @@ impl Conn {
         Ok(exchange)
     }
 
+    /// Keeps a copy of each following response's head (and body, when `body`; see `kept`), or
+    /// stops keeping them.
+    pub fn keep(&mut self, head: bool, body: bool) {
+        match (head, self.reader.kept.as_mut()) {
+            (true, Some(kept)) => kept.want_body = body,
+            (true, None) => self.reader.kept = Some(Kept { want_body: body, ..Kept::default() }),
+            (false, _) => self.reader.kept = None,
+        }
+    }
+
+    /// The last response's head and body, when `keep(true)` was asked for.
+    pub fn kept(&self) -> Option<&Kept> {
+        self.reader.kept.as_ref()
+    }
+
     /// The read buffer's current size (it adapts to the responses; see `INIT_BUFFER_BYTES`).
     pub fn buffer_capacity(&self) -> usize {
         self.reader.rbuf.capacity()
@@ -209,6 +244,11 @@ impl Reader {
             match parse_head(&self.rbuf[self.pos..], head_request) {
                 Ok(Some(head)) if head.is_interim() => self.pos += head.len,
                 Ok(Some(head)) => {
+                    if let Some(kept) = self.kept.as_mut() {
+                        kept.head.clear();
+                        kept.head.extend_from_slice(&self.rbuf[self.pos..self.pos + head.len]);
+                        kept.body.clear();
+                    }
                     self.pos += head.len;
                     break head;
                 }
@@ -226,7 +266,11 @@ impl Reader {
         let mut body = Body::new(head.framing);
         let mut payload = 0;
         loop {
-            let progress = body.decode(&self.rbuf[self.pos..]).map_err(Failure::Parse)?;
+            let mut sink = match self.kept.as_mut() {
+                Some(kept) if kept.want_body => Sink::Keep { into: &mut kept.body, limit: MAX_KEPT_BODY_BYTES },
+                _ => Sink::Skip,
+            };
+            let progress = body.decode_into(&self.rbuf[self.pos..], &mut sink).map_err(Failure::Parse)?;
             self.pos += progress.consumed;
             payload += progress.payload;
             if progress.done {
@@ -240,6 +284,9 @@ impl Reader {
             }
         }
         self.served += 1;
+        if let Some(kept) = self.kept.as_mut() {
+            kept.truncated = payload > kept.body.len() as u64;
+        }
         Ok((Exchange { status: head.status, payload }, head.keep_alive))
     }
 

@@ -22,8 +22,10 @@ pub enum Failure {
     Timeout(u32),
     /// The response was not valid HTTP/1.1.
     Parse(ParseError),
-    /// A final status of 400 or above.
+    /// A final status of 400 or above (not accepted by a check).
     Status(u16),
+    /// A check on the response failed; the text says which (made once when the plan is built).
+    Check(&'static str),
 }
 
 /// The counters a failure is grouped under in summaries.
@@ -35,6 +37,7 @@ pub enum FailureKind {
     Timeout,
     Parse,
     Status,
+    Check,
 }
 
 impl Failure {
@@ -46,6 +49,7 @@ impl Failure {
             Failure::Read(_) | Failure::Closed => FailureKind::Read,
             Failure::Parse(_) => FailureKind::Parse,
             Failure::Status(_) => FailureKind::Status,
+            Failure::Check(_) => FailureKind::Check,
         }
     }
 
@@ -102,6 +106,7 @@ impl fmt::Display for Failure {
             Failure::Closed => f.write_str("read: connection closed before the response was complete"),
             Failure::Timeout(ms) => write!(f, "timeout after {}", describe_ms(ms)),
             Failure::Parse(err) => write!(f, "bad response: {err}"),
+            Failure::Check(text) => write!(f, "check failed: {text}"),
             Failure::Status(code) => {
                 let reason = http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
                 if reason.is_empty() {

@@ -10,8 +10,8 @@ pub mod error;
 pub mod head;
 pub mod request;
 
-pub use body::{Body, Progress};
-pub use conn::{Conn, Exchange};
+pub use body::{Body, Progress, Sink};
+pub use conn::{Conn, Exchange, Kept};
 pub use error::{Failure, FailureKind, ParseError};
 pub use head::{parse_head, Framing, Head};
 pub use request::encode_request;

@@ -7,7 +7,7 @@ use std::io::Write;
 use super::format::{console_ms, PERCENTILES, PERCENTILE_TITLES};
 use super::{Row, Table};
 use crate::config::Plan;
-use crate::stats::EndpointStats;
+use crate::stats::{AbortCount, EndpointStats};
 use crate::units::HumanDuration;
 
 const TYPE_WIDTH: usize = 8;
@@ -149,13 +149,35 @@ pub fn print_requests(totals: &Table, current: Option<(&Table, f64)>) {
     emit(&request_table(totals, current, 1.0));
 }
 
+/// Tasks ended early, like the error report: count, where, why.
+fn abort_report(aborts: &[AbortCount]) -> Vec<String> {
+    let separator = "-".repeat(120);
+    let mut rows: Vec<&AbortCount> = aborts.iter().collect();
+    rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(b.path)));
+    let mut lines =
+        vec!["Aborted tasks".to_string(), format!("{:<18} {}", "# occurrences", "Where: why"), separator.clone()];
+    lines.extend(rows.iter().map(|a| format!("{:<18} {}: {}", a.count, a.path, a.reason)));
+    lines.push(separator);
+    lines
+}
+
 /// The final report: whole-run table, percentiles, errors, and what Locust does not show.
-pub fn print_final(plan: &Plan, totals: &Table, endpoints: &[EndpointStats], elapsed_secs: f64, drivers: &str) {
+pub fn print_final(
+    plan: &Plan,
+    totals: &Table,
+    endpoints: &[EndpointStats],
+    aborts: &[AbortCount],
+    elapsed_secs: f64,
+    drivers: &str,
+) {
     emit(&request_table(totals, None, elapsed_secs));
     emit(&percentile_table(totals));
     let errors = error_report(plan, endpoints);
     if !errors.is_empty() {
         emit(&errors);
+    }
+    if !aborts.is_empty() {
+        emit(&abort_report(aborts));
     }
     let mut notes = Vec::new();
     let cancelled: u64 = endpoints.iter().map(|s| s.cancelled).sum();

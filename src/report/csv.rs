@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use super::format::{csv_ms, csv_ms_f, utc_timestamp, PERCENTILES, PERCENTILE_TITLES};
 use super::Table;
 use crate::config::Plan;
-use crate::stats::EndpointStats;
+use crate::stats::{AbortCount, EndpointStats};
 
 pub const STATS_HEADER: [&str; 11] = [
     "Type",
@@ -132,6 +132,7 @@ impl Files {
         plan: &Plan,
         totals: &Table,
         endpoints: &[EndpointStats],
+        aborts: &[AbortCount],
         elapsed_secs: f64,
     ) -> Result<()> {
         replace_file(&self.stats, |out| {
@@ -171,9 +172,17 @@ impl Files {
             }
             Ok(())
         })?;
-        // Flow aborts and scenario errors arrive with scenario files; until then no task can
-        // raise one, and the file holds its header only.
-        replace_file(&self.exceptions, |out| Ok(out.write_record(EXCEPTIONS_HEADER)?))
+        // Flow aborts: a required step failed, a capture found nothing, a pool was empty.
+        replace_file(&self.exceptions, |out| {
+            out.write_record(EXCEPTIONS_HEADER)?;
+            let mut rows: Vec<&AbortCount> = aborts.iter().collect();
+            rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(b.path)));
+            for abort in rows {
+                let message = format!("task aborted: {}", abort.reason);
+                out.write_record([abort.count.to_string().as_str(), &message, abort.path, "local"])?;
+            }
+            Ok(())
+        })
     }
 
     /// Appends this tick's rows: per endpoint with `--csv-full-history`, then Aggregated.

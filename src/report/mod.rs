@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Plan;
 use crate::http::FailureKind;
-use crate::stats::{EndpointStats, Snapshot};
+use crate::stats::{add_abort, AbortCount, EndpointStats, Snapshot};
 
 pub use format::{utc_timestamp, PERCENTILES, PERCENTILE_TITLES};
 
@@ -66,6 +66,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Whole-run stats per endpoint, in plan order.
     pub endpoints: Vec<EndpointStats>,
+    /// Tasks ended early (Locust's exceptions), by place and reason.
+    pub aborts: Vec<AbortCount>,
 }
 
 /// Interval k being assembled from the workers' snapshots.
@@ -88,6 +90,7 @@ pub struct Reporter {
     finished: Vec<bool>,
     pending: BTreeMap<u64, Interval>,
     totals: Vec<EndpointStats>,
+    aborts: Vec<AbortCount>,
     window: VecDeque<Interval>,
     users: u64,
     /// IO drivers the workers reported (normally one).
@@ -113,6 +116,7 @@ impl Reporter {
             finished: vec![false; workers],
             pending: BTreeMap::new(),
             totals,
+            aborts: Vec::new(),
             window: VecDeque::with_capacity(WINDOW_TICKS + 1),
             users: 0,
             drivers: Vec::new(),
@@ -167,6 +171,9 @@ impl Reporter {
             into.merge(from);
         }
         interval.users += snapshot.users;
+        for abort in &snapshot.aborts {
+            add_abort(&mut self.aborts, abort.path, &abort.reason, abort.count);
+        }
         if !snapshot.driver.is_empty() && !self.drivers.contains(&snapshot.driver) {
             self.drivers.push(snapshot.driver);
         }
@@ -215,7 +222,7 @@ impl Reporter {
         let current = Table::new(&plan, &window, false);
         if let Some(files) = &mut self.csv {
             files.write_history(timestamp, self.users, &totals, &current, window_secs)?;
-            files.write_snapshot(&plan, &totals, &self.totals, end_secs)?;
+            files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, end_secs)?;
         }
         let every = (plan.output.print_every.as_secs_f64() / tick).round().max(1.0) as u64;
         // The interval the run ended in is followed at once by the final table.
@@ -243,10 +250,10 @@ impl Reporter {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let totals = Table::new(&plan, &self.totals, false);
         if let Some(files) = &mut self.csv {
-            files.write_snapshot(&plan, &totals, &self.totals, secs)?;
+            files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, secs)?;
             files.flush()?;
         }
-        console::print_final(&plan, &totals, &self.totals, secs, &self.drivers.join(", "));
+        console::print_final(&plan, &totals, &self.totals, &self.aborts, secs, &self.drivers.join(", "));
         let mut summary = Summary { elapsed, ..Summary::default() };
         for stats in &self.totals {
             summary.requests += stats.count;
@@ -256,6 +263,51 @@ impl Reporter {
                 stats.errors.iter().filter(|e| e.failure.kind() == FailureKind::Connect).map(|e| e.count).sum::<u64>();
         }
         summary.endpoints = self.totals;
+        summary.aborts = self.aborts;
         Ok(summary)
     }
+}
+
+/// Locust's `--show-task-ratio`: each user type's share of the users and each task's share of
+/// its parent's picks (nested task sets included; "interrupt" is the share that returns).
+pub fn task_ratios(plan: &Plan) -> String {
+    use crate::config::{Task, TaskKind};
+    use std::fmt::Write;
+    fn tasks(out: &mut String, list: &[Task], extra_weight: u32, depth: usize) {
+        let total = f64::from(list.iter().map(|t| t.weight).sum::<u32>() + extra_weight);
+        for task in list {
+            let share = 100.0 * f64::from(task.weight) / total;
+            let indent = "   ".repeat(depth);
+            let kind = match &task.kind {
+                TaskKind::Steps(steps) if steps.len() > 1 => format!(", {} steps", steps.len()),
+                TaskKind::Steps(_) => String::new(),
+                TaskKind::Set { sequential: true, .. } => ", sequential task set".into(),
+                TaskKind::Set { .. } => ", task set".into(),
+            };
+            let tags = if task.tags.is_empty() { String::new() } else { format!(", tags {}", task.tags.join(",")) };
+            let _ = writeln!(out, "{indent} - {} ({share:.1}%, weight {}{kind}{tags})", task.name, task.weight);
+            if let TaskKind::Set { tasks: subtasks, interrupt_weight, sequential, .. } = &task.kind {
+                let extra = if *sequential { 0 } else { *interrupt_weight };
+                tasks(out, subtasks, extra, depth + 1);
+                if !sequential {
+                    let sub_total = f64::from(subtasks.iter().map(|t| t.weight).sum::<u32>() + interrupt_weight);
+                    let share = 100.0 * f64::from(*interrupt_weight) / sub_total;
+                    let _ = writeln!(out, "{}    - interrupt ({share:.1}%, weight {interrupt_weight})", indent);
+                }
+            }
+        }
+    }
+    let mut out = String::from("Task ratio per user type:\n");
+    let weighted: u32 = plan.user_types.iter().filter(|u| u.fixed_count.is_none()).map(|u| u.weight).sum();
+    for user_type in &plan.user_types {
+        let share = match user_type.fixed_count {
+            Some(count) => format!("{count} fixed"),
+            None => {
+                format!("{:.1}% of the other users", 100.0 * f64::from(user_type.weight) / f64::from(weighted.max(1)))
+            }
+        };
+        let _ = writeln!(out, " - {} ({share}, weight {})", user_type.name, user_type.weight);
+        tasks(&mut out, &user_type.tasks, 0, 1);
+    }
+    out
 }

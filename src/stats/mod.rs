@@ -22,6 +22,24 @@ pub struct ErrorCount {
     pub last_seen: u64,
 }
 
+/// Tasks ended early at one step for one reason (a required step failed, a capture found
+/// nothing, a pool was empty): Locust's exceptions table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbortCount {
+    /// Where: "User type / task / step".
+    pub path: &'static str,
+    pub reason: String,
+    pub count: u64,
+}
+
+/// Adds `count` aborts at (`path`, `reason`) to a list (cold path: only on aborts).
+pub fn add_abort(aborts: &mut Vec<AbortCount>, path: &'static str, reason: &str, count: u64) {
+    match aborts.iter_mut().find(|a| a.path == path && a.reason == reason) {
+        Some(seen) => seen.count += count,
+        None => aborts.push(AbortCount { path, reason: reason.to_string(), count }),
+    }
+}
+
 /// Everything measured for one (method, name) endpoint over some span of time.
 #[derive(Clone, Debug)]
 pub struct EndpointStats {
@@ -157,6 +175,7 @@ pub struct Snapshot {
     pub last: bool,
     /// The IO driver the worker runs on (`io_uring (defer_taskrun)`, `io_uring`, `epoll`).
     pub driver: &'static str,
+    pub aborts: Vec<AbortCount>,
 }
 
 impl Snapshot {
@@ -168,11 +187,13 @@ impl Snapshot {
             users: 0,
             last: false,
             driver: "",
+            aborts: Vec::new(),
         }
     }
 
     pub fn reset(&mut self) {
         self.endpoints.iter_mut().for_each(EndpointStats::reset);
+        self.aborts.clear();
         self.users = 0;
         self.last = false;
     }
@@ -213,6 +234,21 @@ impl CoreStats {
         let stats = &mut self.current.endpoints[endpoint];
         stats.record(latency_us, bytes);
         stats.record_failure(failure, now_unix);
+    }
+
+    /// Failures recorded since the last swap (setup and teardown check their steps with it).
+    pub fn failures(&self) -> u64 {
+        self.current.endpoints.iter().map(|e| e.failures).sum()
+    }
+
+    /// A failure cause recorded since the last swap, if any.
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.current.endpoints.iter().rev().find_map(|e| e.errors.last()).map(|e| e.failure)
+    }
+
+    /// A task was ended early at `path` for `reason`.
+    pub fn abort(&mut self, path: &'static str, reason: &str) {
+        add_abort(&mut self.current.aborts, path, reason, 1);
     }
 
     /// Hands out the filled snapshot and continues in `spare` (which must be reset).

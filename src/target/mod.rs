@@ -8,6 +8,7 @@
 //! and a trailer) · `/delay/D` answers after D (`50ms`, `1s`) · `/status/C` status C ·
 //! `/close` answers with `Connection: close` and closes · anything else 404.
 
+mod api;
 mod routes;
 
 use std::net::SocketAddr;

@@ -30,6 +30,8 @@ pub struct Response {
 enum Body {
     Static(&'static [u8]),
     Text(String),
+    /// The JSON API's answers: a body and extra header lines.
+    Json(String, Vec<(&'static str, String)>),
     Bytes(usize),
     Chunked(usize),
 }
@@ -71,8 +73,21 @@ pub fn parse(buf: &[u8]) -> Parsed {
         return Parsed::Partial;
     }
     let head_only = request.method == Some("HEAD");
-    let path = request.path.unwrap_or("/");
-    let path = path.split('?').next().unwrap_or(path);
+    let target = request.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path.starts_with("/api/") {
+        let api = super::api::ApiRequest {
+            method: request.method.unwrap_or("GET"),
+            path,
+            query,
+            headers: request.headers.iter().map(|h| (h.name, std::str::from_utf8(h.value).unwrap_or(""))).collect(),
+            body: &buf[head_len..head_len + body_len],
+        };
+        let answer = super::api::handle(&api);
+        let response =
+            Response { status: answer.status, body: Body::Json(answer.body, answer.headers), close, head_only };
+        return Parsed::Complete(head_len + body_len, Action::Reply(response));
+    }
     Parsed::Complete(head_len + body_len, route(path, close, head_only))
 }
 
@@ -120,7 +135,7 @@ impl Response {
         }
         let length = match &self.body {
             Body::Static(bytes) => Some(bytes.len()),
-            Body::Text(text) => Some(text.len()),
+            Body::Text(text) | Body::Json(text, _) => Some(text.len()),
             Body::Bytes(n) => Some(*n),
             Body::Chunked(_) => None,
         };
@@ -129,13 +144,21 @@ impl Response {
             Some(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
             None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n"),
         }
-        out.extend_from_slice(b"Content-Type: text/plain\r\n\r\n");
+        match &self.body {
+            Body::Json(_, headers) => {
+                for (name, value) in headers {
+                    out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                }
+                out.extend_from_slice(b"Content-Type: application/json\r\n\r\n");
+            }
+            _ => out.extend_from_slice(b"Content-Type: text/plain\r\n\r\n"),
+        }
         if self.head_only || no_body {
             return;
         }
         match &self.body {
             Body::Static(bytes) => out.extend_from_slice(bytes),
-            Body::Text(text) => out.extend_from_slice(text.as_bytes()),
+            Body::Text(text) | Body::Json(text, _) => out.extend_from_slice(text.as_bytes()),
             Body::Bytes(n) => out.resize(out.len() + n, FILL),
             Body::Chunked(n) => write_chunked(out, *n),
         }
