@@ -174,6 +174,8 @@ pub struct Plan {
     pub data: Vec<DataFile>,
     /// Names of the shared pools (`push` / `pool("name")`).
     pub pools: Vec<String>,
+    /// Values the pools start with (what `setup` pushed), by pool.
+    pub pool_seeds: Vec<Vec<serde_json::Value>>,
     /// Steps run once before the users start and once after they stop (not in the stats;
     /// values captured in `setup` become every user's starting values).
     pub setup: Vec<Step>,
@@ -325,6 +327,7 @@ impl Plan {
             vars: Vars::default(),
             data: Vec::new(),
             pools: Vec::new(),
+            pool_seeds: Vec::new(),
             setup: Vec::new(),
             teardown: Vec::new(),
             users: 1,

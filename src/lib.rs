@@ -163,7 +163,7 @@ pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
 }
 
 fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
-    let mut plan = scenario_plan(args)?;
+    let plan = scenario_plan(args)?;
     let path = args.scenario.as_ref().expect("checked by the caller").display().to_string();
     if args.check {
         let tasks: usize = plan.user_types.iter().map(|u| u.tasks.len()).sum();
@@ -180,25 +180,34 @@ fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
     }
     plan.check_resources().map_err(usage)?;
     signal::install();
+    Ok(run_scenario_plan(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?.exit_code)
+}
+
+/// Runs a scenario plan: its `setup` steps once (their captures become every user's starting
+/// values; a failure stops here), the run, then its `teardown` steps once (a failure turns a
+/// clean exit code into `--exit-code-on-error`).
+pub fn run_scenario_plan(mut plan: Plan, options: RunOptions) -> Result<Outcome> {
     if !plan.setup.is_empty() {
         let steps = std::mem::take(&mut plan.setup);
-        let vars = engine::run_fixture(Arc::new(plan.clone()), &steps, plan.vars.initial.clone())
+        let state = engine::run_fixture(Arc::new(plan.clone()), &steps, plan.vars.initial.clone())
             .context("setup failed; the run did not start")?;
-        plan.vars.initial = vars;
+        plan.vars.initial = state.vars;
+        plan.pool_seeds = state.pools;
     }
     let teardown = std::mem::take(&mut plan.teardown);
     let fixture_plan = (!teardown.is_empty()).then(|| Arc::new(plan.clone()));
     let exit_code_on_error = plan.output.exit_code_on_error;
-    let outcome = run(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?;
+    let mut outcome = run(plan, options)?;
     if let Some(fixture_plan) = fixture_plan {
         let vars = fixture_plan.vars.initial.clone();
         if let Err(err) = engine::run_fixture(fixture_plan, &teardown, vars) {
-            // A failed teardown fails a clean run as a failed request would.
             eprintln!("error: teardown failed: {err:#}");
-            return Ok(if outcome.exit_code == 0 { exit_code_on_error } else { outcome.exit_code });
+            if outcome.exit_code == 0 {
+                outcome.exit_code = exit_code_on_error;
+            }
         }
     }
-    Ok(outcome.exit_code)
+    Ok(outcome)
 }
 
 /// Marks an error as a usage/configuration error (exit code 2).

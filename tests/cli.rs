@@ -229,3 +229,71 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn scenario_check_list_and_a_failing_required_step() {
+    let dir = tempdir("scenario");
+    // --check on a good file: 0; on a broken one: 2 with file:line:col, and no traffic.
+    let (code, stdout, _) = run(&["-f", "scenarios/blog.toml", "--check"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("scenarios/blog.toml: ok (2 user type(s)"), "{stdout}");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[user]]\nname = \"U\"\nwieght = 2\n").unwrap();
+    let (code, _, stderr) = run(&["-f", bad.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("{}:3:1: unknown field `wieght`", bad.display())), "{stderr}");
+    // --list: Locust's --show-task-ratio.
+    let (code, stdout, _) = run(&["-f", "scenarios/task_sets.toml", "--list"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains(" - Browser (100.0% of the other users, weight 1)"), "{stdout}");
+    assert!(stdout.contains("- interrupt (20.0%, weight 1)"), "{stdout}");
+
+    // A required step fails: the rest of the task is skipped and the abort lands in the
+    // exceptions table and CSV with its place; the exit code says failure.
+    let target = Target::start();
+    let file = dir.join("abort.toml");
+    std::fs::write(
+        &file,
+        r#"[[user]]
+name = "Shopper"
+wait_time = { constant = "50ms" }
+[[user.task]]
+name = "buy"
+[[user.task.steps]]
+get = "/status/503"
+name = "cart"
+required = true
+[[user.task.steps]]
+get = "/"
+name = "never reached"
+"#,
+    )
+    .unwrap();
+    let prefix = dir.join("run");
+    let (code, stdout, stderr) = run(&[
+        "-f",
+        file.to_str().unwrap(),
+        "-H",
+        &target.url,
+        "-u",
+        "2",
+        "-r",
+        "100",
+        "-t",
+        "1s",
+        "--only-summary",
+        "--csv",
+        prefix.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("Aborted tasks"), "{stdout}");
+    assert!(stdout.contains("Shopper / buy / step 1: HTTP 503 Service Unavailable"), "{stdout}");
+    assert!(!stdout.contains("never reached"), "{stdout}");
+    let exceptions = read(&prefix.with_file_name("run_exceptions.csv"));
+    let (requests, failures) = csv_aggregated(&read(&prefix.with_file_name("run_stats.csv")));
+    assert_eq!(requests, failures);
+    let row = exceptions.lines().nth(1).expect("an exception row");
+    let count: u64 = row.split(',').next().unwrap().parse().unwrap();
+    assert_eq!(count, requests, "{exceptions}");
+    assert!(row.ends_with(",task aborted: HTTP 503 Service Unavailable,Shopper / buy / step 1,local"), "{exceptions}");
+}

@@ -18,13 +18,19 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::config::Plan;
 use crate::stats::Snapshot;
 
+/// What `setup` leaves for the run: variables and pool contents.
+pub struct FixtureState {
+    pub vars: Vec<serde_json::Value>,
+    pub pools: Vec<Vec<serde_json::Value>>,
+}
+
 /// Runs run-level steps (`setup`, `teardown`) once, outside the measured run, on the calling
-/// thread; returns the variables as they left them, or the first failure.
+/// thread; returns the variables and pools as they left them, or the first failure.
 pub fn run_fixture(
     plan: Arc<Plan>,
     steps: &[crate::config::Step],
     vars: Vec<serde_json::Value>,
-) -> Result<Vec<serde_json::Value>> {
+) -> Result<FixtureState> {
     worker::run_fixture(plan, steps, vars)
 }
 
@@ -45,9 +51,9 @@ pub struct Run {
     pub pools: Vec<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
-/// Empty pools for `plan`.
+/// The pools of `plan`, holding what `setup` pushed.
 pub fn new_pools(plan: &Plan) -> Vec<std::sync::Mutex<Vec<serde_json::Value>>> {
-    plan.pools.iter().map(|_| std::sync::Mutex::new(Vec::new())).collect()
+    (0..plan.pools.len()).map(|i| std::sync::Mutex::new(plan.pool_seeds.get(i).cloned().unwrap_or_default())).collect()
 }
 
 /// Starts one thread per worker. Each sends its snapshots on `snapshots` and takes spare ones

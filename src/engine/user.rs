@@ -47,7 +47,16 @@ pub(crate) struct User<'w> {
     pub conns: Vec<Conn>,
     /// Scenario users only (quick mode has no session).
     pub session: Option<Session>,
+    /// The user type's tasks as a shuffled deck: each task appears `weight / gcd` times and
+    /// picks draw without replacement, refilling when empty. Every pick is random, yet over any
+    /// run the counts follow the weights to within one deck (Locust's independent draws drift
+    /// by √n). Empty when the deck would be large: then picks are independent draws.
+    deck: Vec<u32>,
+    dealt: usize,
 }
+
+/// Decks larger than this (after dividing weights by their gcd) fall back to independent draws.
+const MAX_DECK: u32 = 4096;
 
 impl<'w> User<'w> {
     pub fn new(worker: &'w Worker, plan: &'w Plan, user: u64) -> User<'w> {
@@ -61,7 +70,46 @@ impl<'w> User<'w> {
                 }
             }
         }
-        User { worker, plan, rng: SmallRng::seed_from_u64(0x5eed_0000 ^ user), conns: Vec::with_capacity(1), session }
+        User {
+            worker,
+            plan,
+            rng: SmallRng::seed_from_u64(0x5eed_0000 ^ user),
+            conns: Vec::with_capacity(1),
+            session,
+            deck: Vec::new(),
+            dealt: 0,
+        }
+    }
+
+    /// Picks the next top-level task: from the deck, or by an independent weighted draw.
+    fn next_task<'t>(&mut self, tasks: &'t [Task]) -> &'t Task {
+        if tasks.len() == 1 {
+            return &tasks[0];
+        }
+        let gcd = tasks.iter().map(|t| t.weight).fold(0, gcd);
+        let size: u32 = tasks.iter().map(|t| t.weight / gcd).sum();
+        if size > MAX_DECK {
+            return pick(tasks, &mut self.rng);
+        }
+        if self.dealt == self.deck.len() {
+            use rand::seq::SliceRandom;
+            self.deck.clear();
+            for (index, task) in tasks.iter().enumerate() {
+                self.deck.extend(std::iter::repeat_n(index as u32, (task.weight / gcd) as usize));
+            }
+            self.deck.shuffle(&mut self.rng);
+            self.dealt = 0;
+        }
+        self.dealt += 1;
+        &tasks[self.deck[self.dealt - 1] as usize]
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
@@ -93,7 +141,7 @@ async fn run_user(worker: &Worker, index: u64) {
     run_steps(&mut user, &user_type.on_start).await;
     while !worker.stopping.get() {
         let task_started = Instant::now();
-        let task = pick(&user_type.tasks, &mut user.rng);
+        let task = user.next_task(&user_type.tasks);
         run_task(&mut user, user_type, task).await;
         if worker.stopping.get() {
             break;

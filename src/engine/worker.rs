@@ -68,13 +68,13 @@ pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spa
 }
 
 /// Runs run-level `setup` or `teardown` steps once on this thread, outside the measured run:
-/// returns the variables as the steps left them (setup captures become every user's starting
-/// values), or the first failure.
+/// returns the variables and pools as the steps left them (setup captures become every user's
+/// starting values, setup pushes the pools' first values), or the first failure.
 pub(crate) fn run_fixture(
     plan: Arc<Plan>,
     steps: &[Step],
     vars: Vec<serde_json::Value>,
-) -> Result<Vec<serde_json::Value>> {
+) -> Result<super::FixtureState> {
     let (snapshots, _) = crossbeam_channel::unbounded();
     let (_, spares) = crossbeam_channel::unbounded();
     let run = Arc::new(Run {
@@ -112,7 +112,9 @@ pub(crate) fn run_fixture(
                 anyhow::bail!("{}: {reason}", call.path);
             }
         }
-        Ok(user.session.map(|s| s.vars).unwrap_or_default())
+        let vars = user.session.map(|s| s.vars).unwrap_or_default();
+        let pools = run.pools.iter().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect();
+        Ok(super::FixtureState { vars, pools })
     })
     .context("cannot build the IO runtime for setup/teardown")?;
     result

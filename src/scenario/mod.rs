@@ -456,7 +456,7 @@ impl Compiler<'_> {
         };
         let mut tasks = Vec::new();
         for task in &def.tasks {
-            if let Some(task) = self.task(task, host.as_ref(), &name)? {
+            if let Some(task) = self.task(task, host.as_ref(), &name, false)? {
                 tasks.push(task);
             }
         }
@@ -521,10 +521,19 @@ impl Compiler<'_> {
         })
     }
 
-    fn task(&mut self, task: &Spanned<TaskDef>, host: Option<&Host>, parent: &str) -> Result2<Option<Task>> {
+    /// A task, or `None` when tag filtering leaves it out. A set selected by its tags brings
+    /// all its tasks (as Locust's tags on a TaskSet do); `selected` says the parent was.
+    fn task(
+        &mut self,
+        task: &Spanned<TaskDef>,
+        host: Option<&Host>,
+        parent: &str,
+        selected: bool,
+    ) -> Result2<Option<Task>> {
         let def = task.get_ref();
         let at = task.span().start;
         let tags = &self.overrides.tags;
+        let selected = selected || tags.is_empty() || def.tags.iter().any(|t| tags.contains(t));
         let excluded = def.tags.iter().any(|t| self.overrides.exclude_tags.contains(t));
         let name = def.name.clone().unwrap_or_else(|| default_task_name(def));
         let path = format!("{parent} / {name}");
@@ -555,7 +564,7 @@ impl Compiler<'_> {
             let mut tasks = Vec::new();
             for sub in subtasks {
                 // Tags filter nested tasks too; an untagged set keeps the tagged ones it has.
-                if let Some(sub) = self.task(sub, host, &path)? {
+                if let Some(sub) = self.task(sub, host, &path, selected)? {
                     tasks.push(sub);
                 }
             }
@@ -598,8 +607,8 @@ impl Compiler<'_> {
             };
             TaskKind::Set { tasks, sequential, interrupt_weight, loops }
         };
-        let selected_by_tags = tags.is_empty() || def.tags.iter().any(|t| tags.contains(t));
-        let keep = !excluded && (selected_by_tags || matches!(kind, TaskKind::Set { .. }));
+        // A set not selected itself stays when some of its tasks were.
+        let keep = !excluded && (selected || matches!(kind, TaskKind::Set { .. }));
         Ok(keep.then(|| Task { name, weight, repeat, tags: def.tags.clone(), kind }))
     }
 
