@@ -7,6 +7,8 @@
 #   scripts/bench.sh nginx      # 64 keep-alive connections against nginx (worker_processes 1)
 #   scripts/bench.sh pipeline   # 16-deep pipelining against the built-in target (the ceiling)
 #   scripts/bench.sh memory     # peak RSS at 1,000 and 10,000 connections → bytes per connection
+#   scripts/bench.sh scenario   # CPU µs per request of a scenario task (templated path, JSON
+#                               # body, JSON check) against a static request to the same endpoint
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
 #                               # (benches/floor.rs), alternating
@@ -183,6 +185,37 @@ LUA
       done
       echo
       ;;
-    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers)" >&2; exit 2 ;;
+    scenario)
+      # The cost of a scenario request: a task with a templated path, a JSON body and a JSON
+      # check, against the same endpoint fetched as a static quick-mode request. Same target
+      # (the built-in one's /api/echo, which answers the request back as JSON), same users.
+      start_target 18094
+      HOST=http://127.0.0.1:18094
+      cat >"$WORK/scenario.toml" <<TOML
+host = "$HOST"
+[[user]]
+name = "Poster"
+[[user.task]]
+[user.task.request]
+post = "/api/echo/{{ random_int(1, 1000000) }}"
+name = "/api/echo/[n]"
+json = { title = "post {{ counter }}", userId = "{{ user_index }}", tags = ["a", "b"] }
+check = { status = 200, json = [{ path = "/method", eq = "POST" }] }
+TOML
+      COMMON=(--threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary)
+      : >"$WORK/scenario.txt"
+      for i in $(seq "$RUNS"); do
+        echo "static $(measure "$SWARMER" "${COMMON[@]}" "$HOST/api/echo/1")" >>"$WORK/scenario.txt"
+        echo "scenario $(measure "$SWARMER" "${COMMON[@]}" -f "$WORK/scenario.toml")" >>"$WORK/scenario.txt"
+      done
+      echo "== scenario cost: CPU per request, $CONNS users ($RUNS alternating runs of ${DURATION}s; generator on CPU $GEN_CPU)"
+      for variant in static scenario; do
+        us=$(awk -v v=$variant '$1 == v {print $3 / $2 * 1e6}' "$WORK/scenario.txt" | median)
+        printf '%-9s %6.2f us CPU per request (median)\n' $variant "$us"
+        echo "$variant $us" >>"$WORK/scenario_us.txt"
+      done
+      awk '{u[$1]=$2} END {printf "ratio scenario/static: %.3f (bar: at most 1.5)\n\n", u["scenario"]/u["static"]}' "$WORK/scenario_us.txt"
+      ;;
+    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario)" >&2; exit 2 ;;
   esac
 done

@@ -2,16 +2,18 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: **cli → config (`Plan`) → engine (workers, users) → http (`Conn`) →
+//! Data flows one way: **cli / scenario → config (`Plan`) → engine (workers, users) → http (`Conn`) →
 //! stats (`CoreStats`, `Snapshot`) → report**.
 //!
 //! | concept | file |
 //! |---|---|
 //! | flags (Locust names) | `cli.rs` |
 //! | durations, counts, rates | `units.rs` |
-//! | the validated plan of a run | `config.rs` |
+//! | the validated plan of a run | `config.rs`, `config/call.rs` |
+//! | scenario files (TOML) compiled into the plan | `scenario/` |
 //! | worker threads, pinning, ticks, stop | `engine/worker.rs` |
-//! | the virtual-user loop | `engine/user.rs` |
+//! | the virtual-user loop, task sets, scenario requests | `engine/user.rs` |
+//! | a scenario user's session (variables, cookies, checks) | `engine/session.rs` |
 //! | runtime construction (io_uring flags, epoll) | `runtime.rs` |
 //! | keep-alive connection | `http/conn.rs` |
 //! | response head, body framing | `http/head.rs`, `http/body.rs` |

@@ -68,7 +68,9 @@ fn loader_keys() -> Vec<(String, String)> {
 fn every_scenario_key_is_documented() {
     let keys = loader_keys();
     // The reader itself must have found the structures (a broken reader must not pass).
-    for expected in ["user", "task", "wait_time", "between", "poisson", "not_multiple_of", "body_file", "interrupt_weight"] {
+    for expected in
+        ["user", "task", "wait_time", "between", "poisson", "not_multiple_of", "body_file", "interrupt_weight"]
+    {
         assert!(keys.iter().any(|(_, k)| k == expected), "loader key {expected} not found by the reader: {keys:?}");
     }
     assert!(keys.len() > 60, "only {} keys read", keys.len());

@@ -88,7 +88,7 @@ pub fn handle(request: &ApiRequest) -> ApiResponse {
     let parts: Vec<&str> = request.path.trim_start_matches("/api/").split('/').collect();
     let id = |text: &str| text.parse::<usize>().ok();
     match (request.method, parts.as_slice()) {
-        (_, ["echo"]) => {
+        (_, ["echo", ..]) => {
             let headers: serde_json::Map<String, Value> =
                 request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), Value::from(*v))).collect();
             reply(
