@@ -243,7 +243,7 @@ pub fn compile_str(
 ) -> Result<(Plan, FileSettings), ScenarioError> {
     let file: FileDef = toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
-        ScenarioError { file: path.to_path_buf(), line, col, message: e.message().trim().to_string() }
+        ScenarioError { file: path.to_path_buf(), line, col, message: toml_message(e.message()) }
     })?;
     let mut compiler = Compiler {
         text,
@@ -257,6 +257,24 @@ pub fn compile_str(
     };
     let settings = compiler.compile(file)?;
     Ok((compiler.plan, settings))
+}
+
+/// toml's message on one line, with serde's wording for one-key tables (a wait time, a capture
+/// source) said plainly.
+fn toml_message(message: &str) -> String {
+    let message = message.trim();
+    if message.starts_with("wanted exactly 1 element") {
+        let found = if message.ends_with("more than 1 element") { "more than one" } else { "none" };
+        return format!("expected exactly one key here (one wait kind, one capture source), found {found}");
+    }
+    message.split('\n').map(str::trim).collect::<Vec<_>>().join("; ")
+}
+
+/// A regex error on one line: `bad regex "(x": unclosed group`.
+fn regex_message(pattern: &str, err: &regex::Error) -> String {
+    let text = err.to_string();
+    let reason = text.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or(text.trim());
+    format!("bad regex {pattern:?}: {reason}")
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -754,7 +772,7 @@ impl Compiler<'_> {
                 CaptureDef::Cookie(name) => (Source::Cookie(name.clone()), format!("cookie {name}")),
                 CaptureDef::Regex(pattern) => {
                     let regex = regex::Regex::new(pattern)
-                        .map_err(|e| self.error(capture.span().start, format!("bad regex: {e}")))?;
+                        .map_err(|e| self.error(capture.span().start, regex_message(pattern, &e)))?;
                     (Source::Regex(regex), format!("regex /{pattern}/"))
                 }
                 CaptureDef::Status(true) => (Source::Status, "status".to_string()),
@@ -837,7 +855,7 @@ impl Compiler<'_> {
     /// exactly one hole becomes the value itself (numbers stay numbers).
     fn json_template(&self, json: &Spanned<toml::Value>) -> Result2<Template> {
         let mut template = Template::default();
-        self.json_value(json.get_ref(), json.span().start, &mut template)?;
+        self.json_value(json.get_ref(), json.span(), &mut template)?;
         // Merge neighbouring literals.
         let mut merged: Vec<Part> = Vec::new();
         for part in template.parts {
@@ -849,7 +867,15 @@ impl Compiler<'_> {
         Ok(Template { parts: merged })
     }
 
-    fn json_value(&self, value: &toml::Value, at: usize, out: &mut Template) -> Result2<()> {
+    /// `span` is the JSON value's table in the file: a string's own place is found in it (JSON
+    /// values carry no spans of their own), for errors that point at the string.
+    fn json_value(&self, value: &toml::Value, span: std::ops::Range<usize>, out: &mut Template) -> Result2<()> {
+        let at = match value {
+            toml::Value::String(text) => {
+                self.text[span.clone()].find(&format!("\"{text}")).map_or(span.start, |i| span.start + i)
+            }
+            _ => span.start,
+        };
         match value {
             toml::Value::String(text) if template::is_single_hole(text) => {
                 let hole = self.template_at(text.trim(), at, Escape::JsonValue, &|s| s.to_string())?;
@@ -874,7 +900,7 @@ impl Compiler<'_> {
                     if index > 0 {
                         out.parts.push(Part::Lit(",".into()));
                     }
-                    self.json_value(item, at, out)?;
+                    self.json_value(item, span.clone(), out)?;
                 }
                 out.parts.push(Part::Lit("]".into()));
             }
@@ -883,7 +909,7 @@ impl Compiler<'_> {
                 for (index, (key, item)) in table.iter().enumerate() {
                     let comma = if index > 0 { "," } else { "" };
                     out.parts.push(Part::Lit(format!("{comma}{}:", serde_json::to_string(key).expect("string"))));
-                    self.json_value(item, at, out)?;
+                    self.json_value(item, span.clone(), out)?;
                 }
                 out.parts.push(Part::Lit("}".into()));
             }
@@ -916,7 +942,7 @@ impl Compiler<'_> {
         }
         if let Some(pattern) = &def.body_matches {
             let regex = regex::Regex::new(pattern.get_ref())
-                .map_err(|e| self.error(pattern.span().start, format!("bad regex: {e}")))?;
+                .map_err(|e| self.error(pattern.span().start, regex_message(pattern.get_ref(), &e)))?;
             checks.push(Check {
                 kind: CheckKind::BodyMatches(regex),
                 message: message(format!("body matches /{}/", pattern.get_ref())),
@@ -924,7 +950,7 @@ impl Compiler<'_> {
         }
         for (name, pattern) in &def.headers {
             let regex = regex::Regex::new(pattern.get_ref())
-                .map_err(|e| self.error(pattern.span().start, format!("bad regex: {e}")))?;
+                .map_err(|e| self.error(pattern.span().start, regex_message(pattern.get_ref(), &e)))?;
             checks.push(Check {
                 kind: CheckKind::Header(name.to_ascii_lowercase(), regex),
                 message: message(format!("header {name} matches /{}/", pattern.get_ref())),
@@ -1024,7 +1050,8 @@ fn default_task_name(task: &TaskDef) -> String {
                 .find_map(|(m, u)| u.as_ref().map(|u| format!("{m} {}", step.name.as_deref().unwrap_or(u.get_ref()))))
                 .unwrap_or_else(|| "task".into())
         }
-        None => "task set".into(),
+        None if task.tasks.is_some() => "task set".into(),
+        None => "task".into(),
     }
 }
 
