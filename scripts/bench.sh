@@ -205,16 +205,18 @@ TOML
       COMMON=(--threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary)
       : >"$WORK/scenario.txt"
       for i in $(seq "$RUNS"); do
+        echo "plain $(measure "$SWARMER" "${COMMON[@]}" "$HOST/")" >>"$WORK/scenario.txt"
         echo "static $(measure "$SWARMER" "${COMMON[@]}" "$HOST/api/echo/1")" >>"$WORK/scenario.txt"
         echo "scenario $(measure "$SWARMER" "${COMMON[@]}" -f "$WORK/scenario.toml")" >>"$WORK/scenario.txt"
       done
       echo "== scenario cost: CPU per request, $CONNS users ($RUNS alternating runs of ${DURATION}s; generator on CPU $GEN_CPU)"
-      for variant in static scenario; do
+      echo "plain: GET / (13-byte body); static: GET /api/echo/1 (the scenario's endpoint, ~300-byte JSON)"
+      for variant in plain static scenario; do
         us=$(awk -v v=$variant '$1 == v {print $3 / $2 * 1e6}' "$WORK/scenario.txt" | median)
         printf '%-9s %6.2f us CPU per request (median)\n' $variant "$us"
         echo "$variant $us" >>"$WORK/scenario_us.txt"
       done
-      awk '{u[$1]=$2} END {printf "ratio scenario/static: %.3f (bar: at most 1.5)\n\n", u["scenario"]/u["static"]}' "$WORK/scenario_us.txt"
+      awk '{u[$1]=$2} END {printf "ratio scenario/plain: %.3f, scenario/static: %.3f (bar: at most 1.5)\n\n", u["scenario"]/u["plain"], u["scenario"]/u["static"]}' "$WORK/scenario_us.txt"
       ;;
     *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario)" >&2; exit 2 ;;
   esac

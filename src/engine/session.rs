@@ -214,20 +214,21 @@ impl Session {
         shared: &Shared,
         rng: &mut SmallRng,
     ) -> Result<(), &'static str> {
-        let head = ResponseHead::parse(&kept.head);
-        let json = std::cell::OnceCell::new();
-        let json = || json.get_or_init(|| serde_json::from_slice::<Value>(&kept.body).ok());
+        // Parsed only if a check or capture reads a header or cookie.
+        let head = std::cell::OnceCell::new();
+        let head = || head.get_or_init(|| ResponseHead::parse(&kept.head));
+        let lookup = |pointer: &str| json_lookup(&kept.body, pointer);
         for check in &call.checks {
             let ok = match &check.kind {
                 CheckKind::BodyContains(needle) => memmem(&kept.body, needle.as_bytes()),
                 CheckKind::BodyMatches(regex) => regex.is_match(&String::from_utf8_lossy(&kept.body)),
-                CheckKind::Header(name, regex) => head.get(name).is_some_and(|value| regex.is_match(value)),
+                CheckKind::Header(name, regex) => head().get(name).is_some_and(|value| regex.is_match(value)),
                 CheckKind::MaxTime(bound) => elapsed <= *bound,
                 CheckKind::Json(pointer, JsonOp::EqText(template) | JsonOp::NeText(template)) => {
                     let want = self.render_string(template, shared, rng).map_err(|_| check.message)?;
-                    let found = json().as_ref().and_then(|v| v.pointer(pointer)).map(|v| {
+                    let found = lookup(pointer).map(|v| {
                         let mut text = String::new();
-                        value_text(v, &mut text);
+                        value_text(&v, &mut text);
                         text
                     });
                     let equal = found.as_deref() == Some(want.as_str());
@@ -236,7 +237,7 @@ impl Session {
                         _ => found.is_some() && !equal,
                     }
                 }
-                CheckKind::Json(pointer, op) => json_check(json().as_ref().and_then(|v| v.pointer(pointer)), op),
+                CheckKind::Json(pointer, op) => json_check(lookup(pointer).as_ref(), op),
             };
             if !ok {
                 return Err(check.message);
@@ -244,9 +245,9 @@ impl Session {
         }
         for capture in &call.captures {
             let value = match &capture.source {
-                Source::Json(pointer) => json().as_ref().and_then(|v| v.pointer(pointer)).cloned(),
-                Source::Header(name) => head.get(name).map(|v| Value::String(v.to_string())),
-                Source::Cookie(name) => head
+                Source::Json(pointer) => lookup(pointer),
+                Source::Header(name) => head().get(name).map(|v| Value::String(v.to_string())),
+                Source::Cookie(name) => head()
                     .set_cookies()
                     .filter_map(|c| parse_set_cookie(c, ""))
                     .find(|c| &c.name == name)
@@ -271,6 +272,10 @@ impl Session {
 
     /// Stores the response's cookies (every response, checked or not).
     pub fn take_cookies(&mut self, authority: &str, kept: &Kept) {
+        // Most responses set none: a byte scan decides before any parsing.
+        if !kept.head.windows(11).any(|w| w.eq_ignore_ascii_case(b"set-cookie:")) {
+            return;
+        }
         let head = ResponseHead::parse(&kept.head);
         let host = host_of(authority);
         for line in head.set_cookies() {
@@ -363,6 +368,95 @@ fn json_eq(a: &Value, b: &Value) -> bool {
     match (a.as_f64(), b.as_f64()) {
         (Some(x), Some(y)) if a.is_number() && b.is_number() => x == y,
         _ => a == b,
+    }
+}
+
+/// The value at a JSON `pointer` in `body`, found by walking the document without building it:
+/// objects and arrays on the way are scanned, values off the way skipped (serde's
+/// `IgnoredAny`), and only the value found is materialised. `None` when the body is not JSON or
+/// the pointer leads nowhere.
+pub fn json_lookup(body: &[u8], pointer: &str) -> Option<Value> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let segments: Vec<String> = if pointer.is_empty() {
+        Vec::new()
+    } else {
+        pointer.strip_prefix('/')?.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect()
+    };
+    Walk(&segments).deserialize(&mut de).ok().flatten()
+}
+
+/// Follows the remaining pointer segments through one JSON value.
+struct Walk<'p>(&'p [String]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        if self.0.is_empty() {
+            return <Value as serde::Deserialize>::deserialize(deserializer).map(Some);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (first, rest) = self.0.split_first().expect("not empty");
+        let mut found = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if found.is_none() && key == first.as_str() {
+                found = map.next_value_seed(Walk(rest))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let (first, rest) = self.0.split_first().expect("not empty");
+        let index: Option<usize> = first.parse().ok();
+        let mut found = None;
+        let mut position = 0;
+        loop {
+            if Some(position) == index {
+                match seq.next_element_seed(Walk(rest))? {
+                    Some(value) => found = value,
+                    None => break,
+                }
+            } else if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                break;
+            }
+            position += 1;
+        }
+        Ok(found)
+    }
+
+    // Scalars where a container was expected: the pointer leads nowhere.
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
     }
 }
 
@@ -553,6 +647,22 @@ mod tests {
         let mut out = Vec::new();
         jar.header_for("api.example.com", "/", &mut out);
         assert_eq!(out, b"Cookie: other=1; d=1\r\n");
+    }
+
+    #[test]
+    fn json_pointers_without_a_tree() {
+        let body = br#"{"a": {"b": [10, {"c": "x/y"}, 30]}, "k~/": 1, "skip": {"deep": [1, [2, {"z": 3}]]}}"#;
+        assert_eq!(json_lookup(body, "/a/b/0"), Some(Value::from(10)));
+        assert_eq!(json_lookup(body, "/a/b/1/c"), Some(Value::from("x/y")));
+        assert_eq!(json_lookup(body, "/a/b/2"), Some(Value::from(30)));
+        assert_eq!(json_lookup(body, "/a/b/3"), None);
+        assert_eq!(json_lookup(body, "/a/b/x"), None);
+        assert_eq!(json_lookup(body, "/k~0~1"), Some(Value::from(1)));
+        assert_eq!(json_lookup(body, "/a/b/0/deeper"), None);
+        assert_eq!(json_lookup(body, "/missing"), None);
+        assert_eq!(json_lookup(body, "").map(|v| v["a"]["b"][2].clone()), Some(Value::from(30)));
+        assert_eq!(json_lookup(b"not json", "/a"), None);
+        assert_eq!(json_lookup(br#"{"a": "\u0041"}"#, "/a"), Some(Value::from("A")));
     }
 
     #[test]
