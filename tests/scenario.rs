@@ -166,6 +166,11 @@ fn data_files_forms_setup_and_redirects() {
     let fixture = api(server.addr, &format!("/api/posts/{}", counter(&after, "posts")));
     assert_eq!(fixture["title"], "fixture");
     assert_eq!(counter(&after, "logins") - counter(&before, "logins"), 4);
+    // One data row per user: the four accounts logged in.
+    let names: Vec<&str> = after["usernames"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for account in ["alice", "bob", "carol", "dave"] {
+        assert!(names.contains(&account), "{account} did not log in: {names:?}");
+    }
     // The redirect to /api/me was followed with the session cookie from the login.
     assert_eq!(
         counter(&after, "authorized") - counter(&before, "authorized"),

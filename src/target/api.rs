@@ -17,7 +17,7 @@
 //! | `GET /api/photos/ID` | 200 `{"id", "albumId", "title"}`, `albumId` = ⌈ID / 50⌉, IDs 1–5000 |
 //! | `GET /api/redirect?to=PATH` | 302 to PATH |
 //! | `GET /api/echo?…` (any method) | 200 the method, path, query, headers and body as JSON |
-//! | `GET /api/stats` | 200 counters: posts, comments, logins, logouts, authorized |
+//! | `GET /api/stats` | 200 counters: posts, comments, logins, logouts, authorized, and the usernames that logged in |
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +42,8 @@ struct Store {
     logins: u64,
     logouts: u64,
     authorized: u64,
+    /// Every username that logged in.
+    usernames: std::collections::BTreeSet<String>,
 }
 
 static STORE: Mutex<Option<Store>> = Mutex::new(None);
@@ -110,6 +112,7 @@ pub fn handle(request: &ApiRequest) -> ApiResponse {
                 "logins": store.logins,
                 "logouts": store.logouts,
                 "authorized": store.authorized,
+                "usernames": store.usernames.iter().collect::<Vec<_>>(),
             }),
         ),
         ("POST", ["login"]) => {
@@ -125,6 +128,7 @@ pub fn handle(request: &ApiRequest) -> ApiResponse {
             let session = format!("s{}", store.next_session);
             let token = format!("t{}-{username}", store.next_session);
             store.sessions.insert(session.clone(), username.to_string());
+            store.usernames.insert(username.to_string());
             store.tokens.insert(token.clone(), username.to_string());
             let mut response = reply(200, json!({"token": token, "username": username}));
             response.headers.push(("Set-Cookie", format!("session={session}; Path=/; HttpOnly")));
