@@ -47,19 +47,7 @@ pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spa
     let users = plan.users_of_worker(index).count() as u32;
     // Room for every user's in-flight op plus timers; the CQ is twice this.
     let entries = (users + 64).next_power_of_two().clamp(256, 32768);
-    let max_us = plan.histogram_max_us();
-    let endpoints = plan.endpoints.len();
-    let worker = Rc::new(Worker {
-        run: run.clone(),
-        index,
-        stats: RefCell::new(CoreStats::new(index, endpoints, max_us)),
-        stopping: Cell::new(false),
-        running: Cell::new(0),
-        cancel: Cancel::default(),
-        data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
-        snapshots,
-        spares,
-    });
+    let worker = Rc::new(Worker::new(run.clone(), index, snapshots, spares));
     crate::runtime::block_on(plan.io, plan.defer_taskrun, entries, |driver| {
         worker.stats.borrow_mut().set_driver(driver);
         control(worker)
@@ -84,19 +72,10 @@ pub(crate) fn run_fixture(
         on_worker_start: None,
         pools: super::new_pools(&plan),
     });
-    let worker = Worker {
-        run: run.clone(),
-        index: 0,
-        stats: RefCell::new(CoreStats::new(0, plan.endpoints.len(), plan.histogram_max_us())),
-        stopping: Cell::new(false),
-        running: Cell::new(0),
-        cancel: Cancel::default(),
-        data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
-        snapshots,
-        spares,
-    };
+    let worker = Worker::new(run.clone(), 0, snapshots, spares);
     let result = crate::runtime::block_on(plan.io, plan.defer_taskrun, 256, |_| async {
-        let mut user = user::User::new(&worker, &plan, u64::MAX);
+        // Setup and teardown run as user 0 ({{ user_index }} is 0, data rows start at the first).
+        let mut user = user::User::new(&worker, &plan, 0);
         if let Some(session) = user.session.as_mut() {
             session.vars = vars;
         }
@@ -191,6 +170,21 @@ impl Cancel {
 }
 
 impl Worker {
+    fn new(run: Arc<Run>, index: usize, snapshots: Sender<Snapshot>, spares: Receiver<Snapshot>) -> Worker {
+        let plan = &run.plan;
+        Worker {
+            stats: RefCell::new(CoreStats::new(index, plan.endpoints.len(), plan.histogram_max_us())),
+            data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
+            run,
+            index,
+            stopping: Cell::new(false),
+            running: Cell::new(0),
+            cancel: Cancel::default(),
+            snapshots,
+            spares,
+        }
+    }
+
     fn spare(&self) -> Snapshot {
         match self.spares.try_recv() {
             Ok(mut spare) => {
