@@ -93,6 +93,16 @@ pub struct RunArgs {
     #[arg(short = 's', long, value_parser = parse_duration, default_value = "0s")]
     pub stop_timeout: Duration,
 
+    /// A pass/fail criterion on the whole run, e.g. 'p99<250ms', 'fail_ratio<1%', 'rps>1000',
+    /// or per endpoint: 'GET /api/posts/[id] p95<100ms'. Repeatable. A lost one exits 99.
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
+
+    /// Stop the run as soon as a threshold that can only get worse (failures<N, requests<N,
+    /// max<D) is lost.
+    #[arg(long)]
+    pub abort_on_threshold: bool,
+
     /// Exit code when any request failed.
     #[arg(long, default_value_t = 1)]
     pub exit_code_on_error: i32,

@@ -16,7 +16,9 @@ use crate::cli::{parse_cpu_list, IoArg, RunArgs};
 use crate::http::encode_request;
 
 mod call;
+mod threshold;
 pub use call::{percent_encode, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Part, Source, Template};
+pub use threshold::{EndpointFilter, Metric, Op, Threshold};
 
 /// A (method, name) pair under which requests are counted. Its index in `Plan::endpoints` is
 /// the endpoint id used by stats.
@@ -164,6 +166,8 @@ pub struct Output {
     pub exit_code_on_error: i32,
     /// Console table period (Locust: 2 s).
     pub print_every: Duration,
+    /// Stop the run as soon as a threshold that can only get worse is lost.
+    pub abort_on_threshold: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -176,6 +180,8 @@ pub struct Plan {
     pub pools: Vec<String>,
     /// Values the pools start with (what `setup` pushed), by pool.
     pub pool_seeds: Vec<Vec<serde_json::Value>>,
+    /// Pass/fail criteria, evaluated at the end (exit code `EXIT_THRESHOLDS` when one is lost).
+    pub thresholds: Vec<Threshold>,
     /// Steps run once before the users start and once after they stop (not in the stats;
     /// values captured in `setup` become every user's starting values).
     pub setup: Vec<Step>,
@@ -293,6 +299,32 @@ impl Plan {
         self.output.csv_prefix = args.csv.clone();
         self.output.csv_full_history = args.csv_full_history;
         self.output.exit_code_on_error = args.exit_code_on_error;
+        self.output.abort_on_threshold = args.abort_on_threshold;
+        for text in &args.threshold {
+            self.thresholds.push(Threshold::parse(text).map_err(|e| anyhow::anyhow!("--threshold {e}"))?);
+        }
+        self.check_thresholds()?;
+        Ok(())
+    }
+
+    /// Every threshold that names an endpoint must name one of the plan's.
+    pub fn check_thresholds(&self) -> Result<()> {
+        for threshold in &self.thresholds {
+            let Some(filter) = &threshold.endpoint else { continue };
+            let known = self
+                .endpoints
+                .iter()
+                .any(|e| e.name == filter.name && filter.method.as_ref().is_none_or(|m| *m == e.method));
+            if !known {
+                let names: Vec<String> = self.endpoints.iter().map(|e| format!("{} {}", e.method, e.name)).collect();
+                bail!(
+                    "threshold {:?}: no endpoint {:?}; the endpoints are: {}",
+                    threshold.text,
+                    filter.name,
+                    names.join(", ")
+                );
+            }
+        }
         Ok(())
     }
 
@@ -328,6 +360,7 @@ impl Plan {
             data: Vec::new(),
             pools: Vec::new(),
             pool_seeds: Vec::new(),
+            thresholds: Vec::new(),
             setup: Vec::new(),
             teardown: Vec::new(),
             users: 1,
@@ -346,6 +379,7 @@ impl Plan {
                 csv_full_history: false,
                 exit_code_on_error: 1,
                 print_every: Duration::from_secs(2),
+                abort_on_threshold: false,
             },
         }
     }

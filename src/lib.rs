@@ -50,6 +50,8 @@ use report::{Reporter, Summary};
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code when the run could not start (nothing could connect, no runtime).
 pub const EXIT_NO_START: i32 = 3;
+/// Exit code when a threshold was lost (k6's).
+pub const EXIT_THRESHOLDS: i32 = 99;
 
 /// How a run ended.
 #[derive(Debug)]
@@ -76,7 +78,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     let (spare_txs, spare_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| crossbeam_channel::bounded(4)).unzip();
     let start = Instant::now();
     let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let reporter = Reporter::new(plan.clone(), start, start_unix)?;
+    let reporter = Reporter::new(plan.clone(), start, start_unix, options.stop.clone())?;
     let engine_done = Arc::new(AtomicBool::new(false));
     let reporter_done = engine_done.clone();
     let reporter = std::thread::Builder::new()
@@ -116,6 +118,8 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     } else if summary.requests > 0 && summary.connect_failures == summary.requests {
         eprintln!("error: no request could connect (see the error report)");
         EXIT_NO_START
+    } else if summary.thresholds_lost > 0 {
+        EXIT_THRESHOLDS
     } else if summary.failures > 0 || !summary.aborts.is_empty() {
         plan.output.exit_code_on_error
     } else {

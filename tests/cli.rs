@@ -297,3 +297,43 @@ name = "never reached"
     assert_eq!(count, requests, "{exceptions}");
     assert!(row.ends_with(",task aborted: HTTP 503 Service Unavailable,Shopper / buy / step 1,local"), "{exceptions}");
 }
+
+#[test]
+fn thresholds_pass_fail_abort_and_exit_codes() {
+    let target = Target::start();
+    let url = format!("{}/", target.url.trim_end_matches('/'));
+    let base = ["-u", "2", "-r", "100", "--only-summary"];
+    let with = |extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // Held: exit 0 and a PASS block.
+    let (code, stdout, stderr) =
+        with(&["-t", "1s", "--threshold", "p99<5s", "--threshold", "fail_ratio<1%", "--threshold", "rps>10", &url]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains(" PASS  p99<5s"), "{stdout}");
+    assert!(stdout.contains("Result: PASS (3 of 3 thresholds held)"), "{stdout}");
+    // Lost (per endpoint, a bare number is ms): exit 99, whatever --exit-code-on-error says.
+    let (code, stdout, _) = with(&["-t", "1s", "--threshold", "GET / max<0.001", "--threshold", "p50<5s", &url]);
+    assert_eq!(code, 99, "{stdout}");
+    assert!(stdout.contains(" FAIL  GET / max<0.001  measured "), "{stdout}");
+    assert!(stdout.contains("Result: FAIL (1 of 2 thresholds lost)"), "{stdout}");
+    // Failures with every threshold held: the usual failure exit code.
+    let failing = format!("{}/status/500", target.url.trim_end_matches('/'));
+    let (code, stdout, _) = with(&["-t", "1s", "--threshold", "p99<5s", &failing]);
+    assert_eq!(code, 1, "{stdout}");
+    // Lost for good during the run: --abort-on-threshold stops it long before -t.
+    let started = Instant::now();
+    let (code, stdout, _) = with(&["-t", "30s", "--threshold", "failures<5", "--abort-on-threshold", &failing]);
+    assert_eq!(code, 99, "{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(stdout.contains("Threshold lost: failures<5"), "{stdout}");
+    // A threshold on an endpoint the run does not have: refused before the run.
+    let (code, _, stderr) = with(&["-t", "1s", "--threshold", "GET /nope p99<1s", &url]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no endpoint \"/nope\""), "{stderr}");
+    let (code, _, stderr) = with(&["-t", "1s", "--threshold", "p99<soon", &url]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--threshold \"p99<soon\""), "{stderr}");
+}

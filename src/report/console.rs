@@ -134,7 +134,7 @@ pub fn error_report(plan: &Plan, endpoints: &[EndpointStats]) -> Vec<String> {
     lines
 }
 
-fn emit(lines: &[String]) {
+pub(super) fn emit(lines: &[String]) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for line in lines {

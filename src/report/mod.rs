@@ -8,6 +8,7 @@
 mod console;
 mod csv;
 mod format;
+mod thresholds;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,8 @@ pub struct Summary {
     pub endpoints: Vec<EndpointStats>,
     /// Tasks ended early (Locust's exceptions), by place and reason.
     pub aborts: Vec<AbortCount>,
+    /// Thresholds lost (out of `plan.thresholds`).
+    pub thresholds_lost: usize,
 }
 
 /// Interval k being assembled from the workers' snapshots.
@@ -96,10 +99,12 @@ pub struct Reporter {
     /// IO drivers the workers reported (normally one).
     drivers: Vec<&'static str>,
     csv: Option<csv::Files>,
+    /// Set to stop the run early (`--abort-on-threshold`).
+    stop: Arc<AtomicBool>,
 }
 
 impl Reporter {
-    pub fn new(plan: Arc<Plan>, start: Instant, start_unix: f64) -> Result<Reporter> {
+    pub fn new(plan: Arc<Plan>, start: Instant, start_unix: f64, stop: Arc<AtomicBool>) -> Result<Reporter> {
         let workers = plan.workers.len();
         let max_us = plan.histogram_max_us();
         let totals = (0..plan.endpoints.len()).map(|_| EndpointStats::new(max_us)).collect();
@@ -121,6 +126,7 @@ impl Reporter {
             users: 0,
             drivers: Vec::new(),
             csv,
+            stop,
         })
     }
 
@@ -224,6 +230,16 @@ impl Reporter {
             files.write_history(timestamp, self.users, &totals, &current, window_secs)?;
             files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, end_secs)?;
         }
+        if plan.output.abort_on_threshold && !self.stop.load(Ordering::Relaxed) {
+            if let Some(lost) = thresholds::lost_for_good(&plan, &self.totals) {
+                let measured = lost.measured.map(|m| lost.threshold.show(m)).unwrap_or_default();
+                println!(
+                    "Threshold lost: {} (measured {measured}); stopping the run (--abort-on-threshold)\n",
+                    lost.threshold
+                );
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
         let every = (plan.output.print_every.as_secs_f64() / tick).round().max(1.0) as u64;
         // The interval the run ended in is followed at once by the final table.
         if !plan.output.only_summary && !partial && (seq + 1).is_multiple_of(every) {
@@ -255,6 +271,11 @@ impl Reporter {
         }
         console::print_final(&plan, &totals, &self.totals, &self.aborts, secs, &self.drivers.join(", "));
         let mut summary = Summary { elapsed, ..Summary::default() };
+        if !plan.thresholds.is_empty() {
+            let verdicts = thresholds::evaluate(&plan, &self.totals, secs);
+            summary.thresholds_lost = verdicts.iter().filter(|v| !v.pass).count();
+            console::emit(&thresholds::lines(&verdicts));
+        }
         for stats in &self.totals {
             summary.requests += stats.count;
             summary.failures += stats.failures;

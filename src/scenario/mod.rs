@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use crate::config::{
     Call, Capture, Check, CheckKind, DataFile, Endpoint, Escape, JsonOp, Part, Plan, Source, Step, Task, TaskKind,
-    Template, Url, UserType, Vars, Wait,
+    Template, Threshold, Url, UserType, Vars, Wait,
 };
 use crate::units::parse_duration;
 
@@ -48,6 +48,8 @@ pub struct FileDef {
     pub spawn_rate: Option<f64>,
     pub run_time: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub thresholds: Vec<Spanned<String>>,
     #[serde(default)]
     pub vars: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
@@ -394,6 +396,11 @@ impl Compiler<'_> {
         self.plan.vars = std::mem::take(&mut self.vars);
         self.plan.pools = std::mem::take(&mut self.pools);
         self.plan.max_timeout = self.max_timeout;
+        for text in &file.thresholds {
+            let threshold = Threshold::parse(text.get_ref()).map_err(|e| self.error(text.span().start, e))?;
+            self.plan.thresholds.push(threshold);
+            self.plan.check_thresholds().map_err(|e| self.error(text.span().start, e.to_string()))?;
+        }
         Ok(settings)
     }
 
