@@ -73,6 +73,14 @@ pub struct RunArgs {
     #[arg(short = 't', long, value_parser = parse_duration)]
     pub run_time: Option<Duration>,
 
+    /// Each user runs this many tasks, then stops; the run ends when all have (or at -t).
+    #[arg(short = 'i', long, value_parser = parse_count)]
+    pub iterations: Option<u64>,
+
+    /// Reset the statistics once every user has started (measure the steady state only).
+    #[arg(long)]
+    pub reset_stats: bool,
+
     /// No web UI; print a table every 2 s. (swarmer has no web UI yet: runs are always headless.)
     #[arg(long)]
     pub headless: bool,

@@ -189,6 +189,10 @@ pub struct Plan {
     pub users: u64,
     pub spawn_rate: f64,
     pub run_time: Option<Duration>,
+    /// Tasks each user runs before it stops (`--iterations`); the run ends when all are done.
+    pub iterations: Option<u64>,
+    /// Reset the statistics once every user has started (`--reset-stats`).
+    pub reset_stats: bool,
     pub stop_timeout: Duration,
     /// Longest time a request may take; the histograms' upper bound.
     pub max_timeout: Duration,
@@ -288,6 +292,11 @@ impl Plan {
             bail!("spawn rate {}: expected users per second above 0", self.spawn_rate);
         }
         self.run_time = args.run_time.or(file_time);
+        self.iterations = args.iterations;
+        if self.iterations == Some(0) {
+            bail!("--iterations 0: each user needs at least one task");
+        }
+        self.reset_stats = args.reset_stats;
         self.stop_timeout = args.stop_timeout;
         self.io = match args.io {
             IoArg::Auto => Io::Auto,
@@ -366,6 +375,8 @@ impl Plan {
             users: 1,
             spawn_rate: 1.0,
             run_time: None,
+            iterations: None,
+            reset_stats: false,
             stop_timeout: Duration::ZERO,
             max_timeout: timeout,
             pipeline,

@@ -337,3 +337,36 @@ fn thresholds_pass_fail_abort_and_exit_codes() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--threshold \"p99<soon\""), "{stderr}");
 }
+
+#[test]
+fn iterations_end_the_run_and_reset_stats_restarts_the_totals() {
+    let target = Target::start();
+    // 3 users × 5 tasks, then the run ends by itself, long before -t.
+    let started = Instant::now();
+    let (code, stdout, stderr) = run(&["-u", "3", "-r", "100", "-i", "5", "-t", "30s", "--only-summary", &target.url]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(console_aggregated(&stdout), (15, 0), "{stdout}");
+    let (code, _, stderr) = run(&["-i", "0", &target.url]);
+    assert_eq!(code, 2, "{stderr}");
+
+    // 4 users at 2/s: the last starts at 1.5 s, so the totals restart at the 2 s tick.
+    let dir = tempdir("reset");
+    let prefix = dir.join("run");
+    let url = format!("{}/delay/10ms", target.url.trim_end_matches('/'));
+    let (code, stdout, _) =
+        run(&["-u", "4", "-r", "2", "-t", "4s", "--reset-stats", "--csv", prefix.to_str().unwrap(), &url]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("All 4 users started: statistics reset (--reset-stats)"), "{stdout}");
+    assert!(stdout.contains("Statistics cover the "), "{stdout}");
+    let history = read(&prefix.with_file_name("run_stats_history.csv"));
+    // Total Request Count (column 18) grows, drops once at the reset, grows again.
+    let totals: Vec<u64> = history.lines().skip(1).map(|l| l.split(',').nth(17).unwrap().parse().unwrap()).collect();
+    let drops = totals.windows(2).filter(|w| w[1] < w[0]).count();
+    assert_eq!(drops, 1, "{history}");
+    // The final numbers are those after the reset, in the console, the stats file and the
+    // last history row alike.
+    let (requests, _) = csv_aggregated(&read(&prefix.with_file_name("run_stats.csv")));
+    assert_eq!(requests, console_aggregated(&stdout).0);
+    assert_eq!(requests, *totals.last().unwrap(), "{history}");
+}

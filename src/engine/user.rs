@@ -139,7 +139,9 @@ async fn run_user(worker: &Worker, index: u64) {
     // A failed on_start is counted as an abort; the user goes on to its tasks (as in Locust,
     // where the exception is logged and the user keeps running).
     run_steps(&mut user, &user_type.on_start).await;
-    while !worker.stopping.get() {
+    let mut iterations = 0;
+    while !worker.stopping.get() && plan.iterations.is_none_or(|limit| iterations < limit) {
+        iterations += 1;
         let task_started = Instant::now();
         let task = user.next_task(&user_type.tasks);
         run_task(&mut user, user_type, task).await;

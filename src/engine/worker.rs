@@ -26,6 +26,8 @@ pub(crate) struct Worker {
     pub stopping: Cell<bool>,
     /// Users currently running on this worker.
     pub running: Cell<u64>,
+    /// Every user of this worker has been started.
+    pub spawned_all: Cell<bool>,
     /// Fires once the run is over: users still running drop what they were doing (and their
     /// connections) instead of being leaked with the runtime.
     pub cancel: Cancel,
@@ -114,7 +116,9 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
             worker.send_tick(seq)?;
             seq += 1;
         }
-        if grace_end.is_none() && (run.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d)) {
+        // With --iterations, a worker whose users have all done theirs is finished.
+        let done = plan.iterations.is_some() && worker.spawned_all.get() && worker.running.get() == 0;
+        if grace_end.is_none() && (done || run.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d)) {
             worker.stopping.set(true);
             grace_end = Some(now + plan.stop_timeout);
         }
@@ -179,6 +183,7 @@ impl Worker {
             index,
             stopping: Cell::new(false),
             running: Cell::new(0),
+            spawned_all: Cell::new(false),
             cancel: Cancel::default(),
             snapshots,
             spares,
@@ -220,4 +225,5 @@ async fn spawn_users(worker: Rc<Worker>) {
         worker.running.set(worker.running.get() + 1);
         monoio::spawn(user::run(worker.clone(), user));
     }
+    worker.spawned_all.set(true);
 }

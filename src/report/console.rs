@@ -193,6 +193,9 @@ pub fn print_final(
             HumanDuration(std::time::Duration::from_micros(plan.histogram_max_us()))
         ));
     }
+    if plan.reset_stats {
+        notes.push(format!("Statistics cover the {elapsed_secs:.2}s after all users started (--reset-stats)"));
+    }
     notes.push(format!(
         "Run time {:.2}s, {} users on {} worker thread(s) ({}); {} requests, {:.2} req/s",
         elapsed_secs,

@@ -101,6 +101,10 @@ pub struct Reporter {
     csv: Option<csv::Files>,
     /// Set to stop the run early (`--abort-on-threshold`).
     stop: Arc<AtomicBool>,
+    /// Where whole-run numbers start, in seconds from the start: 0, or the tick at which
+    /// `--reset-stats` reset them.
+    origin_secs: f64,
+    reset_done: bool,
 }
 
 impl Reporter {
@@ -127,6 +131,8 @@ impl Reporter {
             drivers: Vec::new(),
             csv,
             stop,
+            origin_secs: 0.0,
+            reset_done: false,
         })
     }
 
@@ -212,6 +218,19 @@ impl Reporter {
         };
         let partial = interval.partial;
         let end_secs = seq as f64 * tick + interval.secs;
+        // --reset-stats: whole-run numbers start again with the first interval that begins
+        // after the last user started (intervals are exact, so nothing is split).
+        let last_start = self.plan.start_offset(self.plan.users.saturating_sub(1)).as_secs_f64();
+        if self.plan.reset_stats && !self.reset_done && seq as f64 * tick >= last_start {
+            self.reset_done = true;
+            self.origin_secs = seq as f64 * tick;
+            self.totals.iter_mut().for_each(EndpointStats::reset);
+            self.aborts.clear();
+            if !self.plan.output.only_summary {
+                println!("All {} users started: statistics reset (--reset-stats)\n", self.plan.users);
+            }
+        }
+        let whole_secs = end_secs - self.origin_secs;
         for (total, part) in self.totals.iter_mut().zip(&interval.endpoints) {
             total.merge(part);
         }
@@ -228,7 +247,7 @@ impl Reporter {
         let current = Table::new(&plan, &window, false);
         if let Some(files) = &mut self.csv {
             files.write_history(timestamp, self.users, &totals, &current, window_secs)?;
-            files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, end_secs)?;
+            files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, whole_secs)?;
         }
         if plan.output.abort_on_threshold && !self.stop.load(Ordering::Relaxed) {
             if let Some(lost) = thresholds::lost_for_good(&plan, &self.totals) {
@@ -263,7 +282,7 @@ impl Reporter {
 
     fn finish(mut self, elapsed: Duration) -> Result<Summary> {
         let plan = self.plan.clone();
-        let secs = elapsed.as_secs_f64().max(1e-9);
+        let secs = (elapsed.as_secs_f64() - self.origin_secs).max(1e-9);
         let totals = Table::new(&plan, &self.totals, false);
         if let Some(files) = &mut self.csv {
             files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, secs)?;
