@@ -73,6 +73,16 @@ pub struct RunArgs {
     #[arg(short = 't', long, value_parser = parse_duration)]
     pub run_time: Option<Duration>,
 
+    /// Users follow these stages instead of the spawn ramp: DURATION:USERS linear ramps from the
+    /// previous level, e.g. 30s:100,1m:100,30s:0 (sets the run time unless -t is given).
+    #[arg(long, value_name = "STAGES")]
+    pub stages: Option<String>,
+
+    /// Users follow a named shape over the run time with --users as the peak: gaussian, spike,
+    /// sine[:PERIOD], step:EVERY:USERS.
+    #[arg(long, value_name = "SHAPE")]
+    pub shape: Option<String>,
+
     /// Each user runs this many tasks, then stops; the run ends when all have (or at -t).
     #[arg(short = 'i', long, value_parser = parse_count)]
     pub iterations: Option<u64>,

@@ -16,8 +16,10 @@ use crate::cli::{parse_cpu_list, IoArg, RunArgs};
 use crate::http::encode_request;
 
 mod call;
+mod shape;
 mod threshold;
 pub use call::{percent_encode, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Part, Source, Template};
+pub use shape::{Shape, Stage};
 pub use threshold::{EndpointFilter, Metric, Op, Threshold};
 
 /// A (method, name) pair under which requests are counted. Its index in `Plan::endpoints` is
@@ -189,6 +191,8 @@ pub struct Plan {
     pub users: u64,
     pub spawn_rate: f64,
     pub run_time: Option<Duration>,
+    /// A load shape the users follow instead of the linear spawn ramp.
+    pub shape: Option<Shape>,
     /// Tasks each user runs before it stops (`--iterations`); the run ends when all are done.
     pub iterations: Option<u64>,
     /// Reset the statistics once every user has started (`--reset-stats`).
@@ -205,6 +209,15 @@ pub struct Plan {
     /// Snapshot period; the reporter's unit of time (CSV history rows).
     pub tick: Duration,
     pub output: Output,
+}
+
+/// What a scenario file may say about the run, for the command line to override.
+#[derive(Clone, Debug, Default)]
+pub struct RunDefaults {
+    pub users: Option<u64>,
+    pub spawn_rate: Option<f64>,
+    pub run_time: Option<Duration>,
+    pub shape: Option<Shape>,
 }
 
 /// Per-request timeout when neither the command line nor the scenario file gives one.
@@ -271,18 +284,15 @@ impl Plan {
         let workers = resolve_workers(args.threads, args.cpus.as_deref())?;
         let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let mut plan = Plan::quick(&url, url.resolve()?, timeout, args.pipeline, workers);
-        plan.apply_run_args(args, None)?;
+        plan.apply_run_args(args, RunDefaults::default())?;
         Ok(plan)
     }
 
     /// Applies the flags every kind of run shares. `file` holds what a scenario file says about
-    /// users, spawn rate and run time; the command line wins where both say something.
-    pub fn apply_run_args(
-        &mut self,
-        args: &RunArgs,
-        file: Option<(Option<u64>, Option<f64>, Option<Duration>)>,
-    ) -> Result<()> {
-        let (file_users, file_rate, file_time) = file.unwrap_or_default();
+    /// users, spawn rate, run time and load shape; the command line wins where both say
+    /// something.
+    pub fn apply_run_args(&mut self, args: &RunArgs, file: RunDefaults) -> Result<()> {
+        let RunDefaults { users: file_users, spawn_rate: file_rate, run_time: file_time, shape: file_shape } = file;
         self.users = args.users.or(file_users).unwrap_or(1);
         if self.users == 0 {
             bail!("--users 0: at least one user is needed");
@@ -292,6 +302,22 @@ impl Plan {
             bail!("spawn rate {}: expected users per second above 0", self.spawn_rate);
         }
         self.run_time = args.run_time.or(file_time);
+        self.shape = match (&args.stages, &args.shape) {
+            (Some(_), Some(_)) => bail!("give --stages or --shape, not both"),
+            (Some(text), None) => Some(Shape::parse_stages(text).map_err(|e| anyhow::anyhow!("--stages {text}: {e}"))?),
+            (None, Some(text)) => Some(Shape::parse_named(text).map_err(|e| anyhow::anyhow!("--shape {text}: {e}"))?),
+            (None, None) => file_shape,
+        };
+        if let Some(shape) = &self.shape {
+            match (shape.duration(), self.run_time) {
+                // Stages decide how long the run lasts unless -t says otherwise.
+                (Some(total), None) => self.run_time = Some(total),
+                (None, None) => bail!("--shape needs -t/--run-time: the shape is laid over the run time"),
+                _ => {}
+            }
+            // The peak is the most users at once: sockets and the user table are sized for it.
+            self.users = shape.peak(self.users).max(1);
+        }
         self.iterations = args.iterations;
         if self.iterations == Some(0) {
             bail!("--iterations 0: each user needs at least one task");
@@ -375,6 +401,7 @@ impl Plan {
             users: 1,
             spawn_rate: 1.0,
             run_time: None,
+            shape: None,
             iterations: None,
             reset_stats: false,
             stop_timeout: Duration::ZERO,

@@ -164,7 +164,7 @@ pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
     };
     let base = Plan::empty(workers, args.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
     let (mut plan, file) = scenario::load(path, &overrides, base).map_err(|e| usage(e.into()))?;
-    plan.apply_run_args(args, Some((file.users, file.spawn_rate, file.run_time))).map_err(usage)?;
+    plan.apply_run_args(args, file).map_err(usage)?;
     Ok(plan)
 }
 

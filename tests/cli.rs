@@ -370,3 +370,56 @@ fn iterations_end_the_run_and_reset_stats_restarts_the_totals() {
     assert_eq!(requests, console_aggregated(&stdout).0);
     assert_eq!(requests, *totals.last().unwrap(), "{history}");
 }
+
+/// The User Count column of `_stats_history.csv`, one value per row.
+fn history_users(prefix: &Path) -> Vec<u64> {
+    let history = read(&prefix.with_file_name("run_stats_history.csv"));
+    history.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect()
+}
+
+#[test]
+fn users_follow_a_gaussian_shape_and_stages() {
+    let target = Target::start();
+    let url = format!("{}/delay/5ms", target.url.trim_end_matches('/'));
+    let dir = tempdir("shape");
+    let prefix = dir.join("run");
+    // A bell over 6 s peaking at 40 users: n(t) = 40·exp(−(t−3)²/2), σ = 1 s.
+    let (code, stdout, _) = run(&[
+        "-u",
+        "40",
+        "--shape",
+        "gaussian",
+        "-t",
+        "6s",
+        "--only-summary",
+        "--csv",
+        prefix.to_str().unwrap(),
+        &url,
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    let users = history_users(&prefix);
+    assert!(users.len() >= 6, "{users:?}");
+    for (second, &seen) in users.iter().enumerate().take(6) {
+        let t = second as f64;
+        let curve = 40.0 * (-(t - 3.0).powi(2) / 2.0).exp();
+        // Within 5 % of the peak at every second.
+        assert!((seen as f64 - curve).abs() <= 2.0, "t={second}s: {seen} users, curve {curve:.1}: {users:?}");
+    }
+    assert_eq!(users[3], 40, "{users:?}");
+
+    // Stages ramp up, hold, and ramp down (users stop at their next task boundary); they also
+    // set the run time (3 s here).
+    let started = Instant::now();
+    let (code, stdout, _) =
+        run(&["--stages", "1s:10,1s:10,1s:0", "--only-summary", "--csv", prefix.to_str().unwrap(), &url]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    let users = history_users(&prefix);
+    assert_eq!(&users[..3], &[0, 10, 10], "{users:?}");
+    assert!(users[3..].iter().all(|&u| u == 0), "{users:?}");
+    let (code, _, stderr) = run(&["--shape", "gaussian", &url]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--shape needs -t"), "{stderr}");
+    let (code, _, stderr) = run(&["--stages", "1s", &url]);
+    assert_eq!(code, 2, "{stderr}");
+}

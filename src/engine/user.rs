@@ -22,17 +22,22 @@ use super::worker::Worker;
 use crate::config::{Call, Expr, Part, Plan, Request, Step, Task, TaskKind, Url, UserType, Wait};
 use crate::http::{Conn, Exchange, Failure};
 
-/// Decrements the worker's running-user count however the user ends (even when dropped).
-struct Running(Rc<Worker>);
+/// Decrements the worker's running-user count however the user ends (even when dropped), and
+/// marks the user as not running for the load shape.
+struct Running(Rc<Worker>, usize);
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.running.set(self.0.running.get() - 1);
+        if let Some(alive) = self.0.user_alive.get(self.1) {
+            alive.set(false);
+        }
     }
 }
 
 pub(crate) async fn run(worker: Rc<Worker>, user: u64) {
-    let _running = Running(worker.clone());
+    let local = (user / worker.run.plan.workers.len() as u64) as usize;
+    let _running = Running(worker.clone(), local);
     monoio::select! {
         _ = worker.cancel.fired() => {}
         _ = run_user(&worker, user) => {}
@@ -140,7 +145,9 @@ async fn run_user(worker: &Worker, index: u64) {
     // where the exception is logged and the user keeps running).
     run_steps(&mut user, &user_type.on_start).await;
     let mut iterations = 0;
-    while !worker.stopping.get() && plan.iterations.is_none_or(|limit| iterations < limit) {
+    let local = (index / plan.workers.len() as u64) as usize;
+    let told_to_stop = || worker.user_stop.get(local).is_some_and(Cell::get);
+    while !worker.stopping.get() && !told_to_stop() && plan.iterations.is_none_or(|limit| iterations < limit) {
         iterations += 1;
         let task_started = Instant::now();
         let task = user.next_task(&user_type.tasks);

@@ -28,6 +28,10 @@ pub(crate) struct Worker {
     pub running: Cell<u64>,
     /// Every user of this worker has been started.
     pub spawned_all: Cell<bool>,
+    /// Per local user (global user i is local i / workers): asked to stop at its next task
+    /// boundary (a load shape went down), and whether it is running.
+    pub user_stop: Vec<Cell<bool>>,
+    pub user_alive: Vec<Cell<bool>>,
     /// Fires once the run is over: users still running drop what they were doing (and their
     /// connections) instead of being leaked with the runtime.
     pub cancel: Cancel,
@@ -105,7 +109,11 @@ pub(crate) fn run_fixture(
 async fn control(worker: Rc<Worker>) -> Result<()> {
     let run = worker.run.clone();
     let plan = &run.plan;
-    monoio::spawn(spawn_users(worker.clone()));
+    if plan.shape.is_some() {
+        monoio::spawn(follow_shape(worker.clone()));
+    } else {
+        monoio::spawn(spawn_users(worker.clone()));
+    }
     let deadline = plan.run_time.map(|d| run.start + d);
     let mut seq = 0;
     let mut grace_end: Option<Instant> = None;
@@ -176,9 +184,12 @@ impl Cancel {
 impl Worker {
     fn new(run: Arc<Run>, index: usize, snapshots: Sender<Snapshot>, spares: Receiver<Snapshot>) -> Worker {
         let plan = &run.plan;
+        let local_users = plan.users_of_worker(index).count();
         Worker {
             stats: RefCell::new(CoreStats::new(index, plan.endpoints.len(), plan.histogram_max_us())),
             data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
+            user_stop: (0..local_users).map(|_| Cell::new(false)).collect(),
+            user_alive: (0..local_users).map(|_| Cell::new(false)).collect(),
             run,
             index,
             stopping: Cell::new(false),
@@ -208,6 +219,36 @@ impl Worker {
         let spare = self.spare();
         let filled = self.stats.borrow_mut().swap(spare, seq, self.running.get());
         self.snapshots.send(filled).context("reporter is gone")
+    }
+}
+
+/// How often a worker compares its users with the load shape.
+const SHAPE_STEP: Duration = Duration::from_millis(20);
+
+/// Keeps this worker's users at the load shape: the users wanted at time t are global users
+/// 0 .. n(t); those of this worker that are wanted and not running start, those running and no
+/// longer wanted are asked to stop at their next task boundary (the newest first, as n falls).
+async fn follow_shape(worker: Rc<Worker>) {
+    let run = worker.run.clone();
+    let plan = &run.plan;
+    let shape = plan.shape.as_ref().expect("follow_shape runs with a shape");
+    let run_time = plan.run_time.expect("shapes have a run time");
+    while !worker.stopping.get() {
+        let wanted = shape.users_at(run.start.elapsed(), run_time, plan.users);
+        for (local, user) in plan.users_of_worker(worker.index).enumerate() {
+            let (alive, stop) = (&worker.user_alive[local], &worker.user_stop[local]);
+            if user < wanted {
+                stop.set(false);
+                if !alive.get() {
+                    alive.set(true);
+                    worker.running.set(worker.running.get() + 1);
+                    monoio::spawn(user::run(worker.clone(), user));
+                }
+            } else if alive.get() {
+                stop.set(true);
+            }
+        }
+        monoio::time::sleep(SHAPE_STEP).await;
     }
 }
 

@@ -15,8 +15,8 @@ use serde_json::Value;
 use toml::Spanned;
 
 use crate::config::{
-    Call, Capture, Check, CheckKind, DataFile, Endpoint, Escape, JsonOp, Part, Plan, Source, Step, Task, TaskKind,
-    Template, Threshold, Url, UserType, Vars, Wait,
+    Call, Capture, Check, CheckKind, DataFile, Endpoint, Escape, JsonOp, Part, Plan, Shape, Source, Step, Task,
+    TaskKind, Template, Threshold, Url, UserType, Vars, Wait,
 };
 use crate::units::parse_duration;
 
@@ -47,6 +47,9 @@ pub struct FileDef {
     pub users: Option<u64>,
     pub spawn_rate: Option<f64>,
     pub run_time: Option<Spanned<String>>,
+    /// Load shape: `stages = "30s:100,1m:100,30s:0"` or `shape = "gaussian"`.
+    pub stages: Option<Spanned<String>>,
+    pub shape: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub thresholds: Vec<Spanned<String>>,
@@ -215,13 +218,9 @@ pub struct Overrides {
     pub exclude_tags: Vec<String>,
 }
 
-/// Run settings the file may give (users, spawn rate, run time) for the CLI to fill in.
-#[derive(Clone, Debug, Default)]
-pub struct FileSettings {
-    pub users: Option<u64>,
-    pub spawn_rate: Option<f64>,
-    pub run_time: Option<Duration>,
-}
+/// Run settings the file may give (users, spawn rate, run time, load shape) for the command
+/// line to override.
+pub type FileSettings = crate::config::RunDefaults;
 
 /// Reads and compiles `path` into the scenario part of a plan (user types, endpoints, vars,
 /// data, pools, setup/teardown) plus the file's run settings.
@@ -327,10 +326,21 @@ impl Compiler<'_> {
     }
 
     fn compile(&mut self, file: FileDef) -> Result2<FileSettings> {
+        let shape = match (&file.stages, &file.shape) {
+            (Some(_), Some(shape)) => return Err(self.error(shape.span().start, "give stages or shape, not both")),
+            (Some(stages), None) => {
+                Some(Shape::parse_stages(stages.get_ref()).map_err(|e| self.error(stages.span().start, e))?)
+            }
+            (None, Some(shape)) => {
+                Some(Shape::parse_named(shape.get_ref()).map_err(|e| self.error(shape.span().start, e))?)
+            }
+            (None, None) => None,
+        };
         let settings = FileSettings {
             users: file.users,
             spawn_rate: file.spawn_rate,
             run_time: file.run_time.as_ref().map(|d| self.duration(d)).transpose()?,
+            shape,
         };
         if self.overrides.timeout.is_none() {
             if let Some(timeout) = &file.timeout {
