@@ -73,6 +73,22 @@ pub struct RunArgs {
     #[arg(short = 't', long, value_parser = parse_duration)]
     pub run_time: Option<Duration>,
 
+    /// Open model: start tasks at this rate (e.g. 500, 5k/s) whether or not earlier ones have
+    /// finished; latency counts from each task's intended start. Users are a pool that grows
+    /// to --max-users.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Open model: the most users (and connections) at once; a start that finds them all busy
+    /// is dropped and counted. Default 1000.
+    #[arg(long, value_parser = parse_count)]
+    pub max_users: Option<u64>,
+
+    /// Open model: how long a start may wait for a free user (all --max-users busy) before it is
+    /// dropped and counted; its wait is part of its latency.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub max_start_delay: Duration,
+
     /// Users follow these stages instead of the spawn ramp: DURATION:USERS linear ramps from the
     /// previous level, e.g. 30s:100,1m:100,30s:0 (sets the run time unless -t is given).
     #[arg(long, value_name = "STAGES")]

@@ -193,6 +193,10 @@ pub struct Plan {
     pub run_time: Option<Duration>,
     /// A load shape the users follow instead of the linear spawn ramp.
     pub shape: Option<Shape>,
+    /// Open model: task starts per second (`--rate`); `users` is then the pool's cap.
+    pub rate: Option<f64>,
+    /// Open model: how long a start waits for a free user before it is dropped.
+    pub max_start_delay: Duration,
     /// Tasks each user runs before it stops (`--iterations`); the run ends when all are done.
     pub iterations: Option<u64>,
     /// Reset the statistics once every user has started (`--reset-stats`).
@@ -219,6 +223,9 @@ pub struct RunDefaults {
     pub run_time: Option<Duration>,
     pub shape: Option<Shape>,
 }
+
+/// Open model: users at most, unless `--max-users` says.
+pub const DEFAULT_MAX_USERS: u64 = 1000;
 
 /// Per-request timeout when neither the command line nor the scenario file gives one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -318,6 +325,22 @@ impl Plan {
             // The peak is the most users at once: sockets and the user table are sized for it.
             self.users = shape.peak(self.users).max(1);
         }
+        self.rate = args.rate;
+        self.max_start_delay = args.max_start_delay;
+        if self.rate.is_some() {
+            if self.shape.is_some() || args.iterations.is_some() {
+                bail!("--rate (open model) does not combine with --stages, --shape or --iterations yet");
+            }
+            if args.users.is_some() {
+                bail!("--rate: the open model has no --users; --max-users caps the pool of users");
+            }
+            self.users = args.max_users.unwrap_or(DEFAULT_MAX_USERS);
+            if self.users < self.workers.len() as u64 {
+                bail!("--max-users {}: at least one per worker thread ({})", self.users, self.workers.len());
+            }
+        } else if args.max_users.is_some() {
+            bail!("--max-users caps the open model's pool: it needs --rate");
+        }
         self.iterations = args.iterations;
         if self.iterations == Some(0) {
             bail!("--iterations 0: each user needs at least one task");
@@ -402,6 +425,8 @@ impl Plan {
             spawn_rate: 1.0,
             run_time: None,
             shape: None,
+            rate: None,
+            max_start_delay: Duration::from_secs(1),
             iterations: None,
             reset_stats: false,
             stop_timeout: Duration::ZERO,

@@ -247,3 +247,109 @@ fn wait_time_paces_each_user() {
         assert!((low..=high).contains(&count), "{wait:?}: {count} requests from 2 users in 1.05 s");
     }
 }
+
+/// Quantile `q` of the service times of all endpoints, µs.
+fn service_quantile(outcome: &Outcome, q: f64) -> u64 {
+    let mut merged = outcome.summary.endpoints[0].clone();
+    for other in &outcome.summary.endpoints[1..] {
+        merged.merge(other);
+    }
+    merged.service_quantile_us(q)
+}
+
+#[test]
+fn open_model_keeps_its_rate_and_its_schedule() {
+    // Measured as the README says to measure: target and generator pinned to different cores
+    // (on a 2-core machine an unpinned target preempts the scheduler).
+    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[Some(1)]).unwrap();
+    // 200 starts per second for 4 s, each task a 10 ms request: ~2 users busy.
+    let mut plan = plan(server.addr, "/delay/10ms", 100, Duration::from_secs(4), Duration::from_secs(5));
+    plan.workers = vec![Some(0)];
+    plan.rate = Some(200.0);
+    let outcome = execute(plan);
+    let arrivals = &outcome.summary.arrivals;
+    let started = outcome.summary.requests + outcome.summary.cancelled;
+    assert_eq!(arrivals.dropped, 0);
+    assert_eq!(started, arrivals.scheduled, "every start that came due began");
+    // Starts due in [0, 4 s) at 200/s: 800, to within one.
+    assert!(arrivals.scheduled.abs_diff(800) <= 1, "{} starts", arrivals.scheduled);
+    // Starts are timed to the µs (median lag of a few µs); the tail is this shared machine's
+    // scheduling and the 1 ms timer's overshoot: the 1 ms p99 is not held reliably
+    // here, so the bound checked is 5 ms (see the README's limitations).
+    let lag = arrivals.lag.as_ref().unwrap();
+    assert!(lag.value_at_quantile(0.5) < 100, "start lag p50 {} us", lag.value_at_quantile(0.5));
+    assert!(lag.value_at_quantile(0.99) < 5000, "start lag p99 {} us", lag.value_at_quantile(0.99));
+    // Latency from the intended start ≥ service time ≥ the 10 ms the target takes (plus this
+    // machine's noise).
+    let stats = &outcome.summary.endpoints[0];
+    assert!(stats.quantile_us(0.5) >= 10_000 && stats.quantile_us(0.5) < 15_000, "{}", stats.quantile_us(0.5));
+    assert!(service_quantile(&outcome, 0.5) >= 10_000 && service_quantile(&outcome, 0.5) <= stats.quantile_us(0.5));
+}
+
+/// Answers every request at once, except that from `stall_at` for `stall` nothing is answered
+/// (every response waits for the end of the window): a server that freezes once.
+fn freezing_server(stall_at: std::time::Instant, stall: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut buf = [0u8; 4096];
+                let mut pending = Vec::new();
+                loop {
+                    let n = match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let now = std::time::Instant::now();
+                        if now >= stall_at && now < stall_at + stall {
+                            thread::sleep(stall_at + stall - now);
+                        }
+                        if stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn open_model_latency_shows_a_stall_that_service_time_and_closed_model_hide() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // R = 200/s for T = 6 s; the server freezes for S = 1 s once, 2 s in. The R·S = 200 starts
+    // due during the freeze wait for it to end: latencies from their intended starts spread
+    // evenly over (0, S]. The slowest 1 % of all R·T = 1200 are the first 12 of them, so
+    // p99 = S · (1 − 0.01 · T / S) = 0.94 s.
+    let stall = Duration::from_secs(1);
+    let open = {
+        let addr = freezing_server(std::time::Instant::now() + Duration::from_secs(2), stall);
+        let mut plan = plan(addr, "/", 4, Duration::from_secs(6), Duration::from_secs(5));
+        plan.rate = Some(200.0);
+        plan.max_start_delay = Duration::from_secs(2);
+        run(plan, RunOptions::default()).unwrap()
+    };
+    let corrected_p99 = open.summary.endpoints[0].quantile_us(0.99) as f64;
+    assert!((corrected_p99 - 940_000.0).abs() <= 94_000.0, "corrected p99 {corrected_p99} us, predicted 940000");
+    assert_eq!(open.summary.arrivals.dropped, 0);
+    // The raw service times: only the 4 requests in flight when it froze waited; p99 is fast.
+    let service_p99 = service_quantile(&open, 0.99);
+    assert!(service_p99 < 50_000, "service p99 {service_p99} us");
+    // The closed model (4 users, no think time) sees the same freeze in 4 requests out of many:
+    // coordinated omission hides it.
+    let closed = {
+        let addr = freezing_server(std::time::Instant::now() + Duration::from_secs(2), stall);
+        let plan = plan(addr, "/", 4, Duration::from_secs(6), Duration::from_secs(5));
+        run(plan, RunOptions::default()).unwrap()
+    };
+    let closed_p99 = closed.summary.endpoints[0].quantile_us(0.99);
+    assert!(closed_p99 < 50_000, "closed-model p99 {closed_p99} us");
+    assert!(closed.summary.endpoints[0].max_us >= 900_000, "the freeze is in the closed model's max");
+}

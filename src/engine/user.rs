@@ -58,6 +58,9 @@ pub(crate) struct User<'w> {
     /// by √n). Empty when the deck would be large: then picks are independent draws.
     deck: Vec<u32>,
     dealt: usize,
+    /// Open model: the intended start of the current task; its first request's latency counts
+    /// from here (taken by that request).
+    pub intended: Option<Instant>,
 }
 
 /// Decks larger than this (after dividing weights by their gcd) fall back to independent draws.
@@ -83,6 +86,7 @@ impl<'w> User<'w> {
             session,
             deck: Vec::new(),
             dealt: 0,
+            intended: None,
         }
     }
 
@@ -128,19 +132,55 @@ fn plan_has_calls(plan: &Plan) -> bool {
     plan.user_types.iter().any(|u| in_tasks(&u.tasks) || !u.on_start.is_empty())
 }
 
-async fn run_user(worker: &Worker, index: u64) {
+/// An open-model user: runs one task per start the scheduler hands it (latency counted from
+/// the intended start), then waits idle for the next; no think time (the schedule paces).
+pub(crate) async fn run_open(worker: Rc<Worker>, user: u64, slot: Rc<super::worker::Slot>) {
+    let local = (user / worker.run.plan.workers.len() as u64) as usize;
+    let _running = Running(worker.clone(), local);
+    monoio::select! {
+        _ = worker.cancel.fired() => {}
+        _ = run_open_user(&worker, user, &slot) => {}
+    }
+}
+
+async fn run_open_user(worker: &Worker, index: u64, slot: &Rc<super::worker::Slot>) {
     let run = worker.run.clone();
     let plan = &run.plan;
     let user_type = &plan.user_types[plan.user_type_of(index)];
     let mut user = User::new(worker, plan, index);
+    start_session(&mut user, user_type);
+    run_steps(&mut user, &user_type.on_start).await;
+    loop {
+        let Some(intended) = slot.next().await else { break };
+        user.intended = Some(intended);
+        let task = user.next_task(&user_type.tasks);
+        run_task(&mut user, user_type, task).await;
+        if worker.stopping.get() {
+            break;
+        }
+        worker.user_free(slot);
+    }
+    run_steps(&mut user, &user_type.on_stop).await;
+}
+
+/// The user type's default headers into a scenario user's session.
+fn start_session(user: &mut User<'_>, user_type: &UserType) {
     if let Some(session) = user.session.as_mut() {
-        let shared = Shared { pools: &worker.run.pools, plan };
+        let shared = Shared { pools: &user.worker.run.pools, plan: user.plan };
         for (name, value) in &user_type.headers {
             // Default headers cannot read pools (the plan builder refuses it), so this cannot fail.
             let value = session.render_string(value, &shared, &mut user.rng).unwrap_or_default();
             session.headers.push((name.clone(), value));
         }
     }
+}
+
+async fn run_user(worker: &Worker, index: u64) {
+    let run = worker.run.clone();
+    let plan = &run.plan;
+    let user_type = &plan.user_types[plan.user_type_of(index)];
+    let mut user = User::new(worker, plan, index);
+    start_session(&mut user, user_type);
     // A failed on_start is counted as an abort; the user goes on to its tasks (as in Locust,
     // where the exception is logged and the user keeps running).
     run_steps(&mut user, &user_type.on_start).await;
@@ -239,8 +279,9 @@ async fn run_steps(user: &mut User<'_>, steps: &[Step]) {
         match step {
             Step::Request(request) => {
                 let pipeline = user.plan.pipeline;
+                let intended = user.intended.take();
                 let conn = conn_for(&mut user.conns, request.addr);
-                execute(user.worker, conn, request, pipeline).await;
+                execute(user.worker, conn, request, pipeline, intended).await;
             }
             Step::Call(call) => {
                 if let Err(reason) = execute_call(user, call).await {
@@ -299,8 +340,9 @@ async fn wait(wait: Wait, task_started: Instant, rng: &mut SmallRng) {
 }
 
 /// Sends `depth` copies of `request` and records every response (or the failure) in stats.
-/// Latency of each response counts from just before the write.
-async fn execute(worker: &Worker, conn: &mut Conn, request: &Request, depth: usize) {
+/// Latency of each response counts from just before the write, or from `intended` (open
+/// model), with the service time from the write recorded beside it.
+async fn execute(worker: &Worker, conn: &mut Conn, request: &Request, depth: usize, intended: Option<Instant>) {
     let endpoint = request.endpoint;
     {
         let mut stats = worker.stats.borrow_mut();
@@ -309,9 +351,10 @@ async fn execute(worker: &Worker, conn: &mut Conn, request: &Request, depth: usi
         }
     }
     let started = Instant::now();
+    let times = Times { started, intended };
     let completed = Cell::new(0);
     let outcome =
-        monoio::time::timeout(request.timeout, exchange(worker, conn, request, depth, started, &completed)).await;
+        monoio::time::timeout(request.timeout, exchange(worker, conn, request, depth, times, &completed)).await;
     let failure = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(failure)) => failure,
@@ -319,11 +362,34 @@ async fn execute(worker: &Worker, conn: &mut Conn, request: &Request, depth: usi
     };
     // The connection's state is unknown (or its buffer went with a cancelled read): start over.
     conn.close();
-    let latency_us = micros(started.elapsed());
+    let now = Instant::now();
     let now_unix = unix_now();
     let mut stats = worker.stats.borrow_mut();
     for _ in completed.get()..depth {
-        stats.failure(endpoint, latency_us, 0, failure, now_unix);
+        stats.failure(endpoint, times.latency_us(now), 0, failure, now_unix);
+        times.service(&mut stats, endpoint, now);
+    }
+}
+
+/// When a request started, and (open model) when it was meant to.
+#[derive(Clone, Copy)]
+struct Times {
+    started: Instant,
+    intended: Option<Instant>,
+}
+
+impl Times {
+    /// Latency: from the intended start when there is one (wrk2's correction for coordinated
+    /// omission), else from the write.
+    fn latency_us(self, completed_at: Instant) -> u64 {
+        micros(completed_at.saturating_duration_since(self.intended.unwrap_or(self.started)))
+    }
+
+    /// Open model: the raw service time beside the latency.
+    fn service(self, stats: &mut crate::stats::CoreStats, endpoint: usize, completed_at: Instant) {
+        if self.intended.is_some() {
+            stats.service(endpoint, micros(completed_at.saturating_duration_since(self.started)));
+        }
     }
 }
 
@@ -336,12 +402,12 @@ async fn exchange(
     conn: &mut Conn,
     request: &Request,
     depth: usize,
-    started: Instant,
+    times: Times,
     completed: &Cell<usize>,
 ) -> Result<(), Failure> {
     if depth == 1 {
         let exchange = send_once(conn, &request.bytes, request.is_head, request.idempotent, request.timeout).await?;
-        record(worker, request.endpoint, started, conn.received_at(), exchange);
+        record(worker, request.endpoint, times, conn.received_at(), exchange);
         completed.set(1);
         return Ok(());
     }
@@ -349,11 +415,11 @@ async fn exchange(
         conn.connect(request.timeout).await?;
     }
     let first = conn.send_and_receive(&request.bytes, depth, request.is_head).await?;
-    record(worker, request.endpoint, started, conn.received_at(), first);
+    record(worker, request.endpoint, times, conn.received_at(), first);
     completed.set(1);
     for done in 1..depth {
         let exchange = conn.receive(request.is_head).await?;
-        record(worker, request.endpoint, started, conn.received_at(), exchange);
+        record(worker, request.endpoint, times, conn.received_at(), exchange);
         completed.set(done + 1);
     }
     Ok(())
@@ -384,9 +450,10 @@ async fn send_once(
     }
 }
 
-fn record(worker: &Worker, endpoint: usize, started: Instant, completed_at: Instant, exchange: Exchange) {
-    let latency_us = micros(completed_at.saturating_duration_since(started));
+fn record(worker: &Worker, endpoint: usize, times: Times, completed_at: Instant, exchange: Exchange) {
+    let latency_us = times.latency_us(completed_at);
     let mut stats = worker.stats.borrow_mut();
+    times.service(&mut stats, endpoint, completed_at);
     if exchange.status >= 400 {
         stats.failure(endpoint, latency_us, exchange.payload, Failure::Status(exchange.status), unix_now());
     } else {
@@ -405,6 +472,7 @@ pub(crate) async fn execute_call(user: &mut User<'_>, call: &Call) -> Result<(),
     session.build(call, &shared, &mut user.rng).map_err(|RenderError(reason)| reason)?;
     worker.stats.borrow_mut().start(call.endpoint);
     let started = Instant::now();
+    let times = Times { started, intended: user.intended.take() };
     let keep_body = !call.checks.is_empty() || !call.captures.is_empty();
     let mut addr = call.addr;
     let mut authority_owned: Option<String> = None;
@@ -449,13 +517,17 @@ pub(crate) async fn execute_call(user: &mut User<'_>, call: &Call) -> Result<(),
     let (exchange, completed_at) = match outcome {
         Ok(done) => done,
         Err(failure) => {
-            let latency_us = micros(started.elapsed());
-            worker.stats.borrow_mut().failure(call.endpoint, latency_us, 0, failure, unix_now());
+            let now = Instant::now();
+            let mut stats = worker.stats.borrow_mut();
+            stats.failure(call.endpoint, times.latency_us(now), 0, failure, unix_now());
+            times.service(&mut stats, call.endpoint, now);
             return abort_if(call.required, failure);
         }
     };
+    // Checks on response time see the service time; the stats the (open-model) latency.
     let elapsed = completed_at.saturating_duration_since(started);
-    let latency_us = micros(elapsed);
+    let latency_us = times.latency_us(completed_at);
+    times.service(&mut worker.stats.borrow_mut(), call.endpoint, completed_at);
     let rejected = match &call.accept {
         Some((statuses, message)) => (!statuses.contains(&exchange.status)).then_some(Failure::Check(message)),
         None => (exchange.status >= 400).then_some(Failure::Status(exchange.status)),

@@ -32,6 +32,10 @@ pub(crate) struct Worker {
     /// boundary (a load shape went down), and whether it is running.
     pub user_stop: Vec<Cell<bool>>,
     pub user_alive: Vec<Cell<bool>>,
+    /// Open model: users waiting for their next start, and starts waiting for a user (their
+    /// intended times, oldest first).
+    pub idle: RefCell<Vec<Rc<Slot>>>,
+    pub waiting: RefCell<std::collections::VecDeque<Instant>>,
     /// Fires once the run is over: users still running drop what they were doing (and their
     /// connections) instead of being leaked with the runtime.
     pub cancel: Cancel,
@@ -109,7 +113,9 @@ pub(crate) fn run_fixture(
 async fn control(worker: Rc<Worker>) -> Result<()> {
     let run = worker.run.clone();
     let plan = &run.plan;
-    if plan.shape.is_some() {
+    if plan.rate.is_some() {
+        monoio::spawn(arrivals(worker.clone()));
+    } else if plan.shape.is_some() {
         monoio::spawn(follow_shape(worker.clone()));
     } else {
         monoio::spawn(spawn_users(worker.clone()));
@@ -129,6 +135,11 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
         if grace_end.is_none() && (done || run.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d)) {
             worker.stopping.set(true);
             grace_end = Some(now + plan.stop_timeout);
+            // Open model: starts still waiting for a user will never begin; count them now,
+            // before the final snapshot.
+            for _ in worker.waiting.borrow_mut().drain(..) {
+                worker.stats.borrow_mut().dropped();
+            }
         }
         if grace_end.is_some_and(|end| worker.running.get() == 0 || now >= end) {
             break;
@@ -190,6 +201,8 @@ impl Worker {
             data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
             user_stop: (0..local_users).map(|_| Cell::new(false)).collect(),
             user_alive: (0..local_users).map(|_| Cell::new(false)).collect(),
+            idle: RefCell::new(Vec::with_capacity(local_users)),
+            waiting: RefCell::new(std::collections::VecDeque::new()),
             run,
             index,
             stopping: Cell::new(false),
@@ -219,6 +232,132 @@ impl Worker {
         let spare = self.spare();
         let filled = self.stats.borrow_mut().swap(spare, seq, self.running.get());
         self.snapshots.send(filled).context("reporter is gone")
+    }
+}
+
+/// An open-model user's mailbox: the scheduler puts the intended start of its next task here
+/// (`None`: the run is over) and wakes it.
+#[derive(Default)]
+pub(crate) struct Slot {
+    ticket: Cell<Option<Option<Instant>>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Slot {
+    pub fn give(&self, start: Option<Instant>) {
+        self.ticket.set(Some(start));
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// The next start handed to this user.
+    pub fn next(&self) -> impl Future<Output = Option<Instant>> + '_ {
+        std::future::poll_fn(move |cx| match self.ticket.take() {
+            Some(start) => Poll::Ready(start),
+            None => {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// The open model's schedule on this worker: task starts at `rate / workers` per second, this
+/// worker's phase `index / rate` after the others' (so the workers' starts interleave evenly,
+/// with no shared state). Each start goes to an idle user, or to a new one while the pool is
+/// below its share of `--max-users`, or waits (oldest first) for a user to finish — for at most
+/// `--max-start-delay`, after which it is dropped and counted. Starts are timed with
+/// `sleep_until_precisely`; how late each one began is recorded.
+async fn arrivals(worker: Rc<Worker>) {
+    let run = worker.run.clone();
+    let plan = &run.plan;
+    let rate = plan.rate.expect("arrivals run with a rate");
+    let period = plan.workers.len() as f64 / rate;
+    let phase = worker.index as f64 / rate;
+    let mut pool = plan.users_of_worker(worker.index);
+    // Starts far enough apart are timed to the µs (timer, then a short yield loop); closer ones
+    // would keep the loop spinning and starve the thread's timers, so they are started by the
+    // timer alone, each batch as its millisecond tick comes (lag under ~1 ms, recorded).
+    let precise = period > 2.0 * crate::runtime::COARSE_MARGIN.as_secs_f64();
+    for k in 0u64.. {
+        let intended = run.start + Duration::from_secs_f64(phase + k as f64 * period);
+        // The run time bounds the schedule exactly: R·T starts, none after the deadline.
+        if plan.run_time.is_some_and(|t| intended >= run.start + t) {
+            break;
+        }
+        // Wake at least every POLL to see the stop.
+        while !worker.stopping.get() && intended.saturating_duration_since(Instant::now()) > POLL {
+            monoio::time::sleep(POLL).await;
+        }
+        if precise {
+            crate::runtime::sleep_until_precisely(intended).await;
+        } else if intended > Instant::now() {
+            monoio::time::sleep_until(monoio::time::Instant::from_std(intended)).await;
+        }
+        if worker.stopping.get() {
+            break;
+        }
+        drop_overdue(&worker);
+        let idle = worker.idle.borrow_mut().pop();
+        let slot = match idle {
+            Some(slot) => slot,
+            None => match pool.next() {
+                Some(user) => {
+                    let slot = Rc::new(Slot::default());
+                    worker.running.set(worker.running.get() + 1);
+                    monoio::spawn(user::run_open(worker.clone(), user, slot.clone()));
+                    slot
+                }
+                None => {
+                    // Every user is busy: the start waits for the first to finish.
+                    worker.waiting.borrow_mut().push_back(intended);
+                    continue;
+                }
+            },
+        };
+        worker.start(&slot, intended);
+    }
+    worker.spawned_all.set(true);
+    for slot in worker.idle.borrow_mut().drain(..) {
+        slot.give(None);
+    }
+}
+
+/// Drops the starts that have waited longer than `--max-start-delay` for a user.
+fn drop_overdue(worker: &Worker) {
+    let bound = worker.run.plan.max_start_delay;
+    let now = Instant::now();
+    let mut waiting = worker.waiting.borrow_mut();
+    while waiting.front().is_some_and(|&intended| now.saturating_duration_since(intended) > bound) {
+        waiting.pop_front();
+        worker.stats.borrow_mut().dropped();
+    }
+}
+
+impl Worker {
+    /// Hands the start meant for `intended` to the user behind `slot`, recording its lag.
+    pub(crate) fn start(&self, slot: &Slot, intended: Instant) {
+        let lag = Instant::now().saturating_duration_since(intended);
+        self.stats.borrow_mut().arrival(lag.as_micros().min(u128::from(u64::MAX)) as u64);
+        slot.give(Some(intended));
+    }
+
+    /// An open-model user is free: it takes the oldest waiting start (within the bound), or
+    /// goes idle. True when it got a start.
+    pub(crate) fn user_free(&self, slot: &Rc<Slot>) -> bool {
+        drop_overdue(self);
+        let next = self.waiting.borrow_mut().pop_front();
+        match next {
+            Some(intended) => {
+                self.start(slot, intended);
+                true
+            }
+            None => {
+                self.idle.borrow_mut().push(slot.clone());
+                false
+            }
+        }
     }
 }
 

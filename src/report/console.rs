@@ -7,7 +7,7 @@ use std::io::Write;
 use super::format::{console_ms, PERCENTILES, PERCENTILE_TITLES};
 use super::{Row, Table};
 use crate::config::Plan;
-use crate::stats::{AbortCount, EndpointStats};
+use crate::stats::{AbortCount, Arrivals, EndpointStats};
 use crate::units::HumanDuration;
 
 const TYPE_WIDTH: usize = 8;
@@ -87,6 +87,20 @@ pub fn request_table(totals: &Table, current: Option<(&Table, f64)>, elapsed_sec
 }
 
 pub fn percentile_table(totals: &Table) -> Vec<String> {
+    percentile_table_of(totals, "Response time percentiles (approximated)", EndpointStats::quantile_us)
+}
+
+/// Open model: the raw service times (from the actual send), beside the table above, which
+/// counts from each request's intended start.
+pub fn service_table(totals: &Table) -> Vec<String> {
+    percentile_table_of(
+        totals,
+        "Service time percentiles (from the actual send; the table above counts from the intended start)",
+        EndpointStats::service_quantile_us,
+    )
+}
+
+fn percentile_table_of(totals: &Table, title: &str, value: fn(&EndpointStats, f64) -> u64) -> Vec<String> {
     let mut header = format!("{:<TYPE_WIDTH$} {:<NAME_WIDTH$} {:>8}", "Type", "Name", PERCENTILE_TITLES[0]);
     for title in &PERCENTILE_TITLES[1..] {
         header.push_str(&format!(" {title:>6}"));
@@ -96,7 +110,7 @@ pub fn percentile_table(totals: &Table) -> Vec<String> {
     separator.push_str(&"------|".repeat(PERCENTILES.len()));
     separator.pop();
     let line = |method: &str, name: &str, stats: &EndpointStats| {
-        let values: Vec<String> = PERCENTILES.iter().map(|&q| console_ms(stats.quantile_us(q) as f64)).collect();
+        let values: Vec<String> = PERCENTILES.iter().map(|&q| console_ms(value(stats, q) as f64)).collect();
         let mut out = format!("{:<TYPE_WIDTH$} {:<NAME_WIDTH$} {:>8}", method, name, values[0]);
         for value in &values[1..] {
             out.push_str(&format!(" {value:>6}"));
@@ -104,7 +118,7 @@ pub fn percentile_table(totals: &Table) -> Vec<String> {
         out.push_str(&format!(" {:>6}", stats.count));
         out
     };
-    let mut lines = vec!["Response time percentiles (approximated)".to_string(), header, separator.clone()];
+    let mut lines = vec![title.to_string(), header, separator.clone()];
     for Row { method, name, stats } in &totals.rows {
         lines.push(line(method, name, stats));
     }
@@ -167,11 +181,15 @@ pub fn print_final(
     totals: &Table,
     endpoints: &[EndpointStats],
     aborts: &[AbortCount],
+    arrivals: &Arrivals,
     elapsed_secs: f64,
     drivers: &str,
 ) {
     emit(&request_table(totals, None, elapsed_secs));
     emit(&percentile_table(totals));
+    if plan.rate.is_some() {
+        emit(&service_table(totals));
+    }
     let errors = error_report(plan, endpoints);
     if !errors.is_empty() {
         emit(&errors);
@@ -191,6 +209,20 @@ pub fn print_final(
         notes.push(format!(
             "Clamped: {clamped} response times above {} recorded at the histogram's top (max is exact)",
             HumanDuration(std::time::Duration::from_micros(plan.histogram_max_us()))
+        ));
+    }
+    if let Some(rate) = plan.rate {
+        let lag = |q: f64| arrivals.lag.as_ref().map_or(0, |h| if h.is_empty() { 0 } else { h.value_at_quantile(q) });
+        notes.push(format!(
+            "Open model: {rate}/s wanted; {} starts came due ({:.2}/s), {} began late (>1 ms), {} dropped (no free user among --max-users {} within --max-start-delay); start lag p50 {} us, p99 {} us, max {} us",
+            arrivals.scheduled,
+            arrivals.scheduled as f64 / elapsed_secs,
+            arrivals.late,
+            arrivals.dropped,
+            plan.users,
+            lag(0.5),
+            lag(0.99),
+            lag(1.0),
         ));
     }
     if plan.reset_stats {

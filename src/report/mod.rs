@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Plan;
 use crate::http::FailureKind;
-use crate::stats::{add_abort, AbortCount, EndpointStats, Snapshot};
+use crate::stats::{add_abort, AbortCount, Arrivals, EndpointStats, Snapshot};
 
 pub use format::{utc_timestamp, PERCENTILES, PERCENTILE_TITLES};
 
@@ -71,6 +71,8 @@ pub struct Summary {
     pub aborts: Vec<AbortCount>,
     /// Thresholds lost (out of `plan.thresholds`).
     pub thresholds_lost: usize,
+    /// Open model: starts due, late, dropped, and their lag.
+    pub arrivals: Arrivals,
 }
 
 /// Interval k being assembled from the workers' snapshots.
@@ -94,6 +96,7 @@ pub struct Reporter {
     pending: BTreeMap<u64, Interval>,
     totals: Vec<EndpointStats>,
     aborts: Vec<AbortCount>,
+    arrivals: Arrivals,
     window: VecDeque<Interval>,
     users: u64,
     /// IO drivers the workers reported (normally one).
@@ -126,6 +129,7 @@ impl Reporter {
             pending: BTreeMap::new(),
             totals,
             aborts: Vec::new(),
+            arrivals: Arrivals::default(),
             window: VecDeque::with_capacity(WINDOW_TICKS + 1),
             users: 0,
             drivers: Vec::new(),
@@ -186,6 +190,7 @@ impl Reporter {
         for abort in &snapshot.aborts {
             add_abort(&mut self.aborts, abort.path, &abort.reason, abort.count);
         }
+        self.arrivals.merge(&snapshot.arrivals);
         if !snapshot.driver.is_empty() && !self.drivers.contains(&snapshot.driver) {
             self.drivers.push(snapshot.driver);
         }
@@ -226,6 +231,7 @@ impl Reporter {
             self.origin_secs = seq as f64 * tick;
             self.totals.iter_mut().for_each(EndpointStats::reset);
             self.aborts.clear();
+            self.arrivals.reset();
             if !self.plan.output.only_summary {
                 println!("All {} users started: statistics reset (--reset-stats)\n", self.plan.users);
             }
@@ -288,7 +294,15 @@ impl Reporter {
             files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, secs)?;
             files.flush()?;
         }
-        console::print_final(&plan, &totals, &self.totals, &self.aborts, secs, &self.drivers.join(", "));
+        console::print_final(
+            &plan,
+            &totals,
+            &self.totals,
+            &self.aborts,
+            &self.arrivals,
+            secs,
+            &self.drivers.join(", "),
+        );
         let mut summary = Summary { elapsed, ..Summary::default() };
         if !plan.thresholds.is_empty() {
             let verdicts = thresholds::evaluate(&plan, &self.totals, secs);
@@ -304,6 +318,7 @@ impl Reporter {
         }
         summary.endpoints = self.totals;
         summary.aborts = self.aborts;
+        summary.arrivals = self.arrivals;
         Ok(summary)
     }
 }

@@ -58,6 +58,9 @@ pub struct EndpointStats {
     /// Requests in flight when the run was stopped: neither success nor failure.
     pub cancelled: u64,
     pub errors: Vec<ErrorCount>,
+    /// Open model only: the raw service time (from the actual send), beside `hist`, which
+    /// counts from the intended start. Made on first use, then reset and reused.
+    pub service: Option<Histogram<u64>>,
 }
 
 impl EndpointStats {
@@ -74,7 +77,22 @@ impl EndpointStats {
             clamped: 0,
             cancelled: 0,
             errors: Vec::new(),
+            service: None,
         }
+    }
+
+    /// Records a request's service time (open model).
+    pub fn record_service(&mut self, service_us: u64) {
+        let high = self.hist.high();
+        let service = self
+            .service
+            .get_or_insert_with(|| Histogram::new_with_bounds(1, high.max(2), SIGFIG).expect("valid histogram bounds"));
+        service.record(service_us.clamp(1, high)).expect("value within bounds");
+    }
+
+    /// The service time at `quantile` in µs (0 without service times).
+    pub fn service_quantile_us(&self, quantile: f64) -> u64 {
+        self.service.as_ref().map_or(0, |h| if h.is_empty() { 0 } else { h.value_at_quantile(quantile) })
     }
 
     /// Records one completed request.
@@ -126,6 +144,13 @@ impl EndpointStats {
         for error in &other.errors {
             self.add_error(*error);
         }
+        if let Some(theirs) = &other.service {
+            let high = self.hist.high();
+            let ours = self.service.get_or_insert_with(|| {
+                Histogram::new_with_bounds(1, high.max(2), SIGFIG).expect("valid histogram bounds")
+            });
+            ours.add(theirs).expect("histograms of one run share bounds");
+        }
     }
 
     pub fn reset(&mut self) {
@@ -139,6 +164,9 @@ impl EndpointStats {
         self.clamped = 0;
         self.cancelled = 0;
         self.errors.clear();
+        if let Some(service) = self.service.as_mut() {
+            service.reset();
+        }
     }
 
     /// The value at `quantile` (0..=1) in µs, never above the exact maximum.
@@ -176,6 +204,54 @@ pub struct Snapshot {
     /// The IO driver the worker runs on (`io_uring (defer_taskrun)`, `io_uring`, `epoll`).
     pub driver: &'static str,
     pub aborts: Vec<AbortCount>,
+    pub arrivals: Arrivals,
+}
+
+/// The open model's schedule: task starts due, started late, or dropped.
+#[derive(Clone, Debug, Default)]
+pub struct Arrivals {
+    /// Starts whose intended time came.
+    pub scheduled: u64,
+    /// Started more than `LATE_US` after their intended time.
+    pub late: u64,
+    /// Not started: every user of the worker was busy (`--max-users`).
+    pub dropped: u64,
+    /// Start lag (actual − intended) in µs, made on first use.
+    pub lag: Option<Histogram<u64>>,
+}
+
+/// A start this much behind its intended time counts as late.
+pub const LATE_US: u64 = 1000;
+
+impl Arrivals {
+    pub fn record(&mut self, lag_us: u64) {
+        self.scheduled += 1;
+        if lag_us > LATE_US {
+            self.late += 1;
+        }
+        let lag = self.lag.get_or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, SIGFIG).expect("bounds"));
+        lag.record(lag_us.clamp(1, 60_000_000)).expect("value within bounds");
+    }
+
+    pub fn merge(&mut self, other: &Arrivals) {
+        self.scheduled += other.scheduled;
+        self.late += other.late;
+        self.dropped += other.dropped;
+        if let Some(theirs) = &other.lag {
+            let ours =
+                self.lag.get_or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, SIGFIG).expect("bounds"));
+            ours.add(theirs).expect("same bounds");
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.scheduled = 0;
+        self.late = 0;
+        self.dropped = 0;
+        if let Some(lag) = self.lag.as_mut() {
+            lag.reset();
+        }
+    }
 }
 
 impl Snapshot {
@@ -188,12 +264,14 @@ impl Snapshot {
             last: false,
             driver: "",
             aborts: Vec::new(),
+            arrivals: Arrivals::default(),
         }
     }
 
     pub fn reset(&mut self) {
         self.endpoints.iter_mut().for_each(EndpointStats::reset);
         self.aborts.clear();
+        self.arrivals.reset();
         self.users = 0;
         self.last = false;
     }
@@ -244,6 +322,22 @@ impl CoreStats {
     /// A failure cause recorded since the last swap, if any.
     pub fn last_failure(&self) -> Option<Failure> {
         self.current.endpoints.iter().rev().find_map(|e| e.errors.last()).map(|e| e.failure)
+    }
+
+    /// Open model: a request's raw service time beside its latency from the intended start.
+    pub fn service(&mut self, endpoint: usize, service_us: u64) {
+        self.current.endpoints[endpoint].record_service(service_us);
+    }
+
+    /// Open model: a start came due and began `lag_us` after its intended time.
+    pub fn arrival(&mut self, lag_us: u64) {
+        self.current.arrivals.record(lag_us);
+    }
+
+    /// Open model: a start came due and no user was free.
+    pub fn dropped(&mut self) {
+        self.current.arrivals.scheduled += 1;
+        self.current.arrivals.dropped += 1;
     }
 
     /// A task was ended early at `path` for `reason`.

@@ -132,7 +132,7 @@ async fn serve(mut stream: TcpStream, served: Arc<Vec<Counter>>, index: usize) {
                     if !flush(&mut stream, &mut wbuf).await {
                         return;
                     }
-                    sleep_precisely(pause).await;
+                    crate::runtime::sleep_precisely(pause).await;
                     close |= response.close;
                     response.write_into(&mut wbuf);
                 }
@@ -147,35 +147,6 @@ async fn serve(mut stream: TcpStream, served: Arc<Vec<Counter>>, index: usize) {
         if !flush(&mut stream, &mut wbuf).await || close {
             return;
         }
-    }
-}
-
-/// Sleeps for `pause` to within a few µs: the timer wheel has 1 ms ticks and rounds up, so it
-/// sleeps to 1 ms short of the deadline and yields until the deadline. `/delay/D` is what
-/// reported latencies are checked against; it must not add a tick of its own.
-async fn sleep_precisely(pause: Duration) {
-    let deadline = std::time::Instant::now() + pause;
-    if let Some(coarse) = pause.checked_sub(Duration::from_millis(1)) {
-        monoio::time::sleep(coarse).await;
-    }
-    while std::time::Instant::now() < deadline {
-        YieldNow(false).await;
-    }
-}
-
-/// Lets the runtime run other tasks (and poll IO) once.
-struct YieldNow(bool);
-
-impl std::future::Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
     }
 }
 
