@@ -423,3 +423,30 @@ fn users_follow_a_gaussian_shape_and_stages() {
     let (code, _, stderr) = run(&["--stages", "1s", &url]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn open_model_writes_service_times_beside_the_stats() {
+    let target = Target::start();
+    let url = format!("{}/delay/5ms", target.url.trim_end_matches('/'));
+    let dir = tempdir("open");
+    let prefix = dir.join("run");
+    let (code, stdout, stderr) =
+        run(&["--rate", "100", "-t", "2s", "--only-summary", "--csv", prefix.to_str().unwrap(), &url]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Service time percentiles"), "{stdout}");
+    assert!(stdout.contains("Open model: 100/s wanted; 200 starts came due (100.00/s)"), "{stdout}");
+    let service = read(&prefix.with_file_name("run_stats_service.csv"));
+    assert!(service.starts_with("Type,Name,Request Count,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\r\n"));
+    let row = service.lines().find(|l| l.starts_with(",Aggregated,")).expect("Aggregated row");
+    let fields: Vec<&str> = row.split(',').collect();
+    let (requests, _) = csv_aggregated(&read(&prefix.with_file_name("run_stats.csv")));
+    assert_eq!(fields[2].parse::<u64>().unwrap(), requests);
+    // The 5 ms the target takes, in ms.
+    let median: f64 = fields[3].parse().unwrap();
+    assert!((5.0..10.0).contains(&median), "{row}");
+    // The open model takes no --users; --max-users needs --rate.
+    let (code, _, stderr) = run(&["--rate", "10", "-u", "5", "-t", "1s", &url]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run(&["--max-users", "5", "-t", "1s", &url]);
+    assert_eq!(code, 2, "{stderr}");
+}

@@ -44,6 +44,9 @@ pub struct Files {
     stats: PathBuf,
     failures: PathBuf,
     exceptions: PathBuf,
+    /// Open model only: service-time percentiles beside `_stats.csv`'s latency from the
+    /// intended start.
+    service: PathBuf,
     history: csv::Writer<BufWriter<File>>,
     full_history: bool,
 }
@@ -120,6 +123,7 @@ impl Files {
             stats: with_suffix(prefix, "_stats.csv"),
             failures: with_suffix(prefix, "_failures.csv"),
             exceptions: with_suffix(prefix, "_exceptions.csv"),
+            service: with_suffix(prefix, "_stats_service.csv"),
             history,
             full_history,
         };
@@ -172,6 +176,24 @@ impl Files {
             }
             Ok(())
         })?;
+        if plan.rate.is_some() {
+            // Open model: the raw service times, in `_stats.csv`'s row order.
+            replace_file(&self.service, |out| {
+                let header: Vec<&str> =
+                    ["Type", "Name", "Request Count"].iter().chain(&PERCENTILE_TITLES).copied().collect();
+                out.write_record(&header)?;
+                let rows = totals.rows.iter().map(|r| (r.method, r.name, r.stats));
+                for (method, name, stats) in rows.chain([("", "Aggregated", &totals.aggregated)]) {
+                    let mut record = vec![method.to_string(), name.to_string(), stats.count.to_string()];
+                    record.extend(PERCENTILES.iter().map(|&q| match stats.service {
+                        Some(_) if stats.count > 0 => csv_ms(stats.service_quantile_us(q)),
+                        _ => "N/A".to_string(),
+                    }));
+                    out.write_record(&record)?;
+                }
+                Ok(())
+            })?;
+        }
         // Flow aborts: a required step failed, a capture found nothing, a pool was empty.
         replace_file(&self.exceptions, |out| {
             out.write_record(EXCEPTIONS_HEADER)?;
