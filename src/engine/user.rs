@@ -35,12 +35,20 @@ impl Drop for Running {
     }
 }
 
-pub(crate) async fn run(worker: Rc<Worker>, user: u64) {
+/// Runs user `user` until it stops or the worker cancels it: the closed-model loop, or (with
+/// a `slot`, open model) one task per start the scheduler hands it.
+pub(crate) async fn run(worker: Rc<Worker>, user: u64, slot: Option<Rc<super::worker::Slot>>) {
     let local = (user / worker.run.plan.workers.len() as u64) as usize;
     let _running = Running(worker.clone(), local);
-    monoio::select! {
-        _ = worker.cancel.fired() => {}
-        _ = run_user(&worker, user) => {}
+    match slot {
+        Some(slot) => monoio::select! {
+            _ = worker.cancel.fired() => {}
+            _ = run_open_user(&worker, user, &slot) => {}
+        },
+        None => monoio::select! {
+            _ = worker.cancel.fired() => {}
+            _ = run_user(&worker, user) => {}
+        },
     }
 }
 
@@ -134,22 +142,9 @@ fn plan_has_calls(plan: &Plan) -> bool {
 
 /// An open-model user: runs one task per start the scheduler hands it (latency counted from
 /// the intended start), then waits idle for the next; no think time (the schedule paces).
-pub(crate) async fn run_open(worker: Rc<Worker>, user: u64, slot: Rc<super::worker::Slot>) {
-    let local = (user / worker.run.plan.workers.len() as u64) as usize;
-    let _running = Running(worker.clone(), local);
-    monoio::select! {
-        _ = worker.cancel.fired() => {}
-        _ = run_open_user(&worker, user, &slot) => {}
-    }
-}
-
 async fn run_open_user(worker: &Worker, index: u64, slot: &Rc<super::worker::Slot>) {
     let run = worker.run.clone();
-    let plan = &run.plan;
-    let user_type = &plan.user_types[plan.user_type_of(index)];
-    let mut user = User::new(worker, plan, index);
-    start_session(&mut user, user_type);
-    run_steps(&mut user, &user_type.on_start).await;
+    let (mut user, user_type) = begin(worker, &run.plan, index).await;
     loop {
         let Some(intended) = slot.next().await else { break };
         user.intended = Some(intended);
@@ -163,27 +158,28 @@ async fn run_open_user(worker: &Worker, index: u64, slot: &Rc<super::worker::Slo
     run_steps(&mut user, &user_type.on_stop).await;
 }
 
-/// The user type's default headers into a scenario user's session.
-fn start_session(user: &mut User<'_>, user_type: &UserType) {
+/// A user's start: its type, its session's default headers, its `on_start` steps. A failed
+/// on_start is counted as an abort; the user goes on to its tasks (as in Locust, where the
+/// exception is logged and the user keeps running).
+async fn begin<'w>(worker: &'w Worker, plan: &'w Plan, index: u64) -> (User<'w>, &'w UserType) {
+    let user_type = &plan.user_types[plan.user_type_of(index)];
+    let mut user = User::new(worker, plan, index);
     if let Some(session) = user.session.as_mut() {
-        let shared = Shared { pools: &user.worker.run.pools, plan: user.plan };
+        let shared = Shared { pools: &worker.run.pools, plan };
         for (name, value) in &user_type.headers {
             // Default headers cannot read pools (the plan builder refuses it), so this cannot fail.
             let value = session.render_string(value, &shared, &mut user.rng).unwrap_or_default();
             session.headers.push((name.clone(), value));
         }
     }
+    run_steps(&mut user, &user_type.on_start).await;
+    (user, user_type)
 }
 
 async fn run_user(worker: &Worker, index: u64) {
     let run = worker.run.clone();
     let plan = &run.plan;
-    let user_type = &plan.user_types[plan.user_type_of(index)];
-    let mut user = User::new(worker, plan, index);
-    start_session(&mut user, user_type);
-    // A failed on_start is counted as an abort; the user goes on to its tasks (as in Locust,
-    // where the exception is logged and the user keeps running).
-    run_steps(&mut user, &user_type.on_start).await;
+    let (mut user, user_type) = begin(worker, plan, index).await;
     let mut iterations = 0;
     let local = (index / plan.workers.len() as u64) as usize;
     let told_to_stop = || worker.user_stop.get(local).is_some_and(Cell::get);

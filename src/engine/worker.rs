@@ -306,7 +306,7 @@ async fn arrivals(worker: Rc<Worker>) {
                 Some(user) => {
                     let slot = Rc::new(Slot::default());
                     worker.running.set(worker.running.get() + 1);
-                    monoio::spawn(user::run_open(worker.clone(), user, slot.clone()));
+                    monoio::spawn(user::run(worker.clone(), user, Some(slot.clone())));
                     slot
                 }
                 None => {
@@ -381,7 +381,7 @@ async fn follow_shape(worker: Rc<Worker>) {
                 if !alive.get() {
                     alive.set(true);
                     worker.running.set(worker.running.get() + 1);
-                    monoio::spawn(user::run(worker.clone(), user));
+                    monoio::spawn(user::run(worker.clone(), user, None));
                 }
             } else if alive.get() {
                 stop.set(true);
@@ -403,7 +403,7 @@ async fn spawn_users(worker: Rc<Worker>) {
             break;
         }
         worker.running.set(worker.running.get() + 1);
-        monoio::spawn(user::run(worker.clone(), user));
+        monoio::spawn(user::run(worker.clone(), user, None));
     }
     worker.spawned_all.set(true);
 }
