@@ -32,20 +32,25 @@ fn target() -> swarmer::target::Server {
     swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap()
 }
 
-/// Accepts connections forever; each reads requests and never answers.
-fn stalling_server() -> SocketAddr {
+/// A server on a free loopback port that runs `serve` on a thread per accepted connection.
+fn thread_per_connection(serve: impl Fn(std::net::TcpStream) + Send + Copy + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
         for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
-            });
+            let stream = stream.unwrap();
+            thread::spawn(move || serve(stream));
         }
     });
     addr
+}
+
+/// Accepts connections forever; each reads requests and never answers.
+fn stalling_server() -> SocketAddr {
+    thread_per_connection(|mut stream| {
+        let mut buf = [0u8; 4096];
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    })
 }
 
 #[test]
@@ -289,36 +294,28 @@ fn open_model_keeps_its_rate_and_its_schedule() {
 /// Answers every request at once, except that from `stall_at` for `stall` nothing is answered
 /// (every response waits for the end of the window): a server that freezes once.
 fn freezing_server(stall_at: std::time::Instant, stall: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            thread::spawn(move || {
-                let _ = stream.set_nodelay(true);
-                let mut buf = [0u8; 4096];
-                let mut pending = Vec::new();
-                loop {
-                    let n = match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    pending.extend_from_slice(&buf[..n]);
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        pending.drain(..end + 4);
-                        let now = std::time::Instant::now();
-                        if now >= stall_at && now < stall_at + stall {
-                            thread::sleep(stall_at + stall - now);
-                        }
-                        if stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
-                            return;
-                        }
-                    }
+    thread_per_connection(move |mut stream| {
+        let _ = stream.set_nodelay(true);
+        let mut buf = [0u8; 4096];
+        let mut pending = Vec::new();
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                pending.drain(..end + 4);
+                let now = std::time::Instant::now();
+                if now >= stall_at && now < stall_at + stall {
+                    thread::sleep(stall_at + stall - now);
                 }
-            });
+                if stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                    return;
+                }
+            }
         }
-    });
-    addr
+    })
 }
 
 #[test]
