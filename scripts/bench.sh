@@ -9,6 +9,10 @@
 #   scripts/bench.sh memory     # peak RSS at 1,000 and 10,000 connections → bytes per connection
 #   scripts/bench.sh scenario   # CPU µs per request of a scenario task (templated path, JSON
 #                               # body, JSON check) against a static request to the same endpoint
+#   scripts/bench.sh open       # the open model's schedule: at each of RATES (default 200 2000)
+#                               # starts/s for DURATION, swarmer --rate against the target's
+#                               # /delay/1ms, alternating with the kernel's own wake-up floor
+#                               # (benches/wake.rs): achieved rate, start lag p50/p99
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
 #                               # (benches/floor.rs), alternating
@@ -218,6 +222,28 @@ TOML
       done
       awk '{u[$1]=$2} END {printf "ratio scenario/plain: %.3f, scenario/static: %.3f (bar: at most 1.5)\n\n", u["scenario"]/u["plain"], u["scenario"]/u["static"]}' "$WORK/scenario_us.txt"
       ;;
-    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario)" >&2; exit 2 ;;
+    open)
+      start_target 18095
+      WAKE=$(cargo bench --no-run --bench wake 2>&1 | grep -o 'target/release/deps/wake-[0-9a-f]*' | head -1)
+      echo "== open model schedule ($RUNS alternating runs of ${DURATION}s per rate; generator on CPU $GEN_CPU, target on CPU $TARGET_CPU)"
+      printf '%-8s %-8s %12s %10s %10s %10s
+' rate who "starts/s" "rate err" "lag p50" "lag p99"
+      for rate in ${RATES:-200 2000}; do
+        for i in $(seq "$RUNS"); do
+          taskset -c "$GEN_CPU" "$WAKE" "$rate" "$DURATION" >"$WORK/wake.txt"
+          sed -n 's/.*(\([0-9.]*\)\/s); lag p50 \([0-9]*\) us, p99 \([0-9]*\) us.*/\1 \2 \3/p' "$WORK/wake.txt" |
+            awk -v r="$rate" '{printf "%-8s %-8s %12.2f %9.3f%% %7d us %7d us\n", r, "floor", $1, ($1 - r) / r * 100, $2, $3}'
+          taskset -c "$GEN_CPU" "$SWARMER" --rate "$rate" --threads 1 --cpus "$GEN_CPU" -t "${DURATION}s" \
+            --only-summary "http://127.0.0.1:18095/delay/1ms" >"$WORK/open.txt" 2>&1 || true
+          # Achieved: the requests that completed or were cancelled at the end, over the run time.
+          begun=$(awk '/^Run time/ {for (i=1;i<=NF;i++) if ($i=="requests,") print $(i-1)}' "$WORK/open.txt")
+          sed -n 's/.*start lag p50 \([0-9]*\) us, p99 \([0-9]*\) us.*/\1 \2/p' "$WORK/open.txt" |
+            awk -v r="$rate" -v n="$begun" -v d="$DURATION" \
+              '{a = n / d; printf "%-8s %-8s %12.2f %9.3f%% %7d us %7d us\n", r, "swarmer", a, (a - r) / r * 100, $1, $2}'
+        done
+      done
+      echo
+      ;;
+    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open)" >&2; exit 2 ;;
   esac
 done

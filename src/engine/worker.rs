@@ -276,10 +276,11 @@ async fn arrivals(worker: Rc<Worker>) {
     let period = plan.workers.len() as f64 / rate;
     let phase = worker.index as f64 / rate;
     let mut pool = plan.users_of_worker(worker.index);
-    // Starts far enough apart are timed to the µs (timer, then a short yield loop); closer ones
-    // would keep the loop spinning and starve the thread's timers, so they are started by the
-    // timer alone, each batch as its millisecond tick comes (lag under ~1 ms, recorded).
-    let precise = period > 2.0 * crate::runtime::COARSE_MARGIN.as_secs_f64();
+    // On io_uring every start is timed to the µs (the thread's timerfd). On epoll only starts far
+    // enough apart are (coarse timer, then a short yield loop); closer ones would keep the loop
+    // spinning and starve the thread's timers, so they are started by the coarse timer alone,
+    // each batch as its millisecond tick comes (lag under ~1 ms, recorded).
+    let precise = crate::runtime::can_time_precisely(Duration::from_secs_f64(period));
     for k in 0u64.. {
         let intended = run.start + Duration::from_secs_f64(phase + k as f64 * period);
         // The run time bounds the schedule exactly: R·T starts, none after the deadline.
