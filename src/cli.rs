@@ -90,12 +90,13 @@ pub struct RunArgs {
     pub max_start_delay: Duration,
 
     /// Users follow these stages instead of the spawn ramp: DURATION:USERS linear ramps from the
-    /// previous level, e.g. 30s:100,1m:100,30s:0 (sets the run time unless -t is given).
+    /// previous level, e.g. 30s:100,1m:100,30s:0 (sets the run time unless -t is given). Written
+    /// as rates (30s:500/s,1m:500/s,30s:0/s), the open model's start rate follows them.
     #[arg(long, value_name = "STAGES")]
     pub stages: Option<String>,
 
     /// Users follow a named shape over the run time with --users as the peak: gaussian, spike,
-    /// sine[:PERIOD], step:EVERY:USERS.
+    /// sine[:PERIOD], step:EVERY:USERS. With --rate, the start rate follows it, --rate the peak.
     #[arg(long, value_name = "SHAPE")]
     pub shape: Option<String>,
 

@@ -19,7 +19,7 @@ mod call;
 mod shape;
 mod threshold;
 pub use call::{percent_encode, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Part, Source, Template};
-pub use shape::{Shape, Stage};
+pub use shape::{Schedule, Shape, Stage};
 pub use threshold::{EndpointFilter, Metric, Op, Threshold};
 
 /// A (method, name) pair under which requests are counted. Its index in `Plan::endpoints` is
@@ -322,14 +322,27 @@ impl Plan {
                 (None, None) => bail!("--shape needs -t/--run-time: the shape is laid over the run time"),
                 _ => {}
             }
-            // The peak is the most users at once: sockets and the user table are sized for it.
-            self.users = shape.peak(self.users).max(1);
         }
         self.rate = args.rate;
         self.max_start_delay = args.max_start_delay;
-        if self.rate.is_some() {
-            if self.shape.is_some() || args.iterations.is_some() {
-                bail!("--rate (open model) does not combine with --stages, --shape or --iterations yet");
+        // The open model: a constant --rate, rate stages (N/s), or a named shape with --rate as
+        // its peak.
+        match (&self.shape, args.rate) {
+            (Some(shape), Some(_)) if shape.is_rate() => {
+                bail!("--rate and rate stages (N/s) both give the rate: drop --rate, the stages' highest rate is the peak")
+            }
+            (Some(Shape::Stages(_)), Some(rate)) => {
+                bail!("--stages with --rate {rate}: give the stages as rates, e.g. 30s:500/s,1m:500/s")
+            }
+            (Some(shape), None) if shape.is_rate() => self.rate = Some(shape.peak(0.0)),
+            _ => {}
+        }
+        if let Some(rate) = self.rate {
+            if rate <= 0.0 {
+                bail!("the rate stages never rise above 0/s");
+            }
+            if args.iterations.is_some() {
+                bail!("--rate (open model) does not combine with --iterations");
             }
             if args.users.is_some() {
                 bail!("--rate: the open model has no --users; --max-users caps the pool of users");
@@ -338,8 +351,14 @@ impl Plan {
             if self.users < self.workers.len() as u64 {
                 bail!("--max-users {}: at least one per worker thread ({})", self.users, self.workers.len());
             }
-        } else if args.max_users.is_some() {
-            bail!("--max-users caps the open model's pool: it needs --rate");
+        } else {
+            if args.max_users.is_some() {
+                bail!("--max-users caps the open model's pool: it needs --rate");
+            }
+            if let Some(shape) = &self.shape {
+                // The peak is the most users at once: sockets and the user table are sized for it.
+                self.users = (shape.peak(self.users as f64) as u64).max(1);
+            }
         }
         self.iterations = args.iterations;
         if self.iterations == Some(0) {

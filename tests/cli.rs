@@ -424,6 +424,68 @@ fn users_follow_a_gaussian_shape_and_stages() {
     assert_eq!(code, 2, "{stderr}");
 }
 
+/// Requests completed in each second of the run: differences of `_stats_history.csv`'s
+/// cumulative "Total Request Count" on the Aggregated rows (the first row is the run's start).
+fn history_requests_per_second(prefix: &std::path::Path) -> Vec<u64> {
+    let history = read(&prefix.with_file_name("run_stats_history.csv"));
+    let mut lines = history.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let total = header.iter().position(|h| *h == "Total Request Count").expect("Total Request Count column");
+    let totals: Vec<u64> = lines
+        .filter(|l| l.split(',').nth(3) == Some("Aggregated"))
+        .map(|l| l.split(',').nth(total).unwrap().parse().unwrap())
+        .collect();
+    totals.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[test]
+fn open_model_follows_rate_stages_and_a_rate_shape() {
+    let target = Target::start();
+    let url = format!("{}/delay/2ms", target.url.trim_end_matches('/'));
+    let dir = tempdir("rate-stages");
+    let prefix = dir.join("run");
+    // 0 → 400/s over 1 s, 400/s for 2 s, down to 0 over 1 s: Λ = 200 + 800 + 200 = 1200 starts;
+    // the stages set the run time (4 s).
+    let (code, stdout, stderr) =
+        run(&["--stages", "1s:400/s,2s:400/s,1s:0/s", "--only-summary", "--csv", prefix.to_str().unwrap(), &url]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Open model: the load shape's rate wanted (peak 400/s)"), "{stdout}");
+    let (requests, failures) = csv_aggregated(&read(&prefix.with_file_name("run_stats.csv")));
+    assert_eq!(failures, 0);
+    assert!(requests.abs_diff(1200) <= 2, "{requests} requests, 1200 due");
+    // Per second: 200, 400, 400, 200 (each within 5 %; a 2 ms request can cross a boundary).
+    let per_second = history_requests_per_second(&prefix);
+    for (second, expected) in [200u64, 400, 400, 200].into_iter().enumerate() {
+        let seen = per_second[second];
+        assert!(
+            seen.abs_diff(expected) <= expected / 20,
+            "second {second}: {seen}, expected {expected}: {per_second:?}"
+        );
+    }
+
+    // A named shape over the rate: a bell of peak 300/s over 6 s (σ = 1 s): Λ ≈ 750.
+    let (code, stdout, stderr) = run(&["--rate", "300", "--shape", "gaussian", "-t", "6s", "--only-summary", &url]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let began: u64 = stdout
+        .lines()
+        .find(|l| l.starts_with("Run time"))
+        .and_then(|l| {
+            l.split(' ').collect::<Vec<_>>().windows(2).find(|w| w[1] == "requests,").map(|w| w[0].parse().unwrap())
+        })
+        .expect("Run time line");
+    assert!(began.abs_diff(750) <= 3, "{began} starts, 750 due: {stdout}");
+
+    // Stages must say which they give; --rate with user stages is refused, as are both rates.
+    let (code, _, stderr) = run(&["--rate", "100", "--stages", "1s:10", &url]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("give the stages as rates"), "{stderr}");
+    let (code, _, stderr) = run(&["--rate", "100", "--stages", "1s:10/s", &url]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run(&["--stages", "1s:10,1s:10/s", &url]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not both"), "{stderr}");
+}
+
 #[test]
 fn open_model_writes_service_times_beside_the_stats() {
     let target = Target::start();

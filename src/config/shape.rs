@@ -1,8 +1,11 @@
-//! Load shapes for the closed model: the number of users wanted at each moment of the run.
-//! Written as stages (`--stages 30s:100,1m:100,30s:0`: linear ramps to a level) or as a named
-//! shape (`--shape step|spike|sine|gaussian`) over the run time, with `--users` as the peak.
-//! Workers follow the curve themselves: the users wanted at time t are the global users
-//! 0 .. n(t), each worker starting and stopping its own (user i lives on worker i mod W).
+//! Load shapes: the number of users (closed model) or the start rate (open model) wanted at each
+//! moment of the run. Written as stages (`--stages 30s:100,1m:100,30s:0`: linear ramps to a
+//! level; `30s:500/s,…` for rates) or as a named shape (`--shape step|spike|sine|gaussian`) over
+//! the run time, with `--users` or `--rate` as the peak.
+//! Workers follow the curve themselves. Closed: the users wanted at time t are the global users
+//! 0 .. n(t), each worker starting and stopping its own (user i lives on worker i mod W). Open:
+//! the global start j is due when the integral of the rate reaches j, and worker w takes the
+//! starts j ≡ w (mod W) (`Schedule`), so the workers interleave with no shared state.
 
 use std::time::Duration;
 
@@ -25,24 +28,48 @@ pub enum Shape {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stage {
     pub duration: Duration,
-    pub users: u64,
+    /// Users, or starts per second when `rate`.
+    pub level: f64,
+    pub rate: bool,
 }
 
 impl Shape {
-    /// `--stages 30s:100,1m:100,30s:0`
+    /// `--stages 30s:100,1m:100,30s:0` (users) or `30s:500/s,1m:2k/s,30s:0/s` (start rates).
     pub fn parse_stages(text: &str) -> Result<Shape, String> {
-        let mut stages = Vec::new();
+        let mut stages: Vec<Stage> = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (duration, users) =
-                part.split_once(':').ok_or_else(|| format!("stage {part:?}: expected DURATION:USERS, e.g. 30s:100"))?;
+            let (duration, level) = part
+                .split_once(':')
+                .ok_or_else(|| format!("stage {part:?}: expected DURATION:USERS or DURATION:RATE/s, e.g. 30s:100"))?;
             let duration = parse_duration(duration).map_err(|e| format!("stage {part:?}: {e}"))?;
-            let users = users.trim().parse().map_err(|_| format!("stage {part:?}: {users:?} is not a user count"))?;
-            stages.push(Stage { duration, users });
+            let level = level.trim();
+            let stage = if level.ends_with("/s") {
+                let rate = if level.trim_end_matches("/s").trim() == "0" {
+                    0.0
+                } else {
+                    crate::units::parse_rate(level).map_err(|e| format!("stage {part:?}: {e}"))?
+                };
+                Stage { duration, level: rate, rate: true }
+            } else {
+                let users: u64 = level.parse().map_err(|_| {
+                    format!("stage {part:?}: {level:?} is not a user count (or a rate: append /s, e.g. 500/s)")
+                })?;
+                Stage { duration, level: users as f64, rate: false }
+            };
+            if stages.first().is_some_and(|first| first.rate != stage.rate) {
+                return Err(format!("stage {part:?}: all stages give users, or all give rates (N/s), not both"));
+            }
+            stages.push(stage);
         }
         if stages.is_empty() {
             return Err("no stages; expected e.g. 30s:100,1m:100,30s:0".into());
         }
         Ok(Shape::Stages(stages))
+    }
+
+    /// Whether the shape gives start rates (stages written as N/s) rather than users.
+    pub fn is_rate(&self) -> bool {
+        matches!(self, Shape::Stages(stages) if stages.iter().any(|s| s.rate))
     }
 
     /// `--shape gaussian`, `spike`, `sine:60s`, `step:10s:5` (every 10 s, 5 more users).
@@ -85,26 +112,30 @@ impl Shape {
         }
     }
 
-    /// The most users the shape ever wants.
-    pub fn peak(&self, users: u64) -> u64 {
+    /// The highest level the shape ever wants (users or starts per second); named shapes peak
+    /// at `peak`.
+    pub fn peak(&self, peak: f64) -> f64 {
         match self {
-            Shape::Stages(stages) => stages.iter().map(|s| s.users).max().unwrap_or(0),
-            _ => users,
+            Shape::Stages(stages) => stages.iter().map(|s| s.level).fold(0.0, f64::max),
+            _ => peak,
         }
     }
 
     /// Users wanted `t` into a run of `run_time` with peak `users`.
     pub fn users_at(&self, t: Duration, run_time: Duration, users: u64) -> u64 {
-        let t = t.as_secs_f64();
+        self.level_at(t.as_secs_f64(), run_time, users as f64).round().max(0.0) as u64
+    }
+
+    /// The level (users or rate) wanted `t` seconds into a run of `run_time` with peak `peak`.
+    pub fn level_at(&self, t: f64, run_time: Duration, peak: f64) -> f64 {
         let total = run_time.as_secs_f64().max(1e-9);
-        let peak = users as f64;
         let wanted = match self {
             Shape::Stages(stages) => {
                 let (mut from, mut start) = (0.0, 0.0);
-                let mut level = stages.last().map_or(0.0, |s| s.users as f64);
+                let mut level = stages.last().map_or(0.0, |s| s.level);
                 for stage in stages {
                     let length = stage.duration.as_secs_f64();
-                    let to = stage.users as f64;
+                    let to = stage.level;
                     if t < start + length {
                         level = from + (to - from) * ((t - start) / length.max(1e-9));
                         break;
@@ -131,7 +162,84 @@ impl Shape {
                 peak * (-(t - total / 2.0).powi(2) / (2.0 * sigma * sigma)).exp()
             }
         };
-        wanted.round().max(0.0) as u64
+        wanted.max(0.0)
+    }
+}
+
+/// One worker's share of an open-model schedule: the times (from the run's start) at which its
+/// starts come due. The global start j is due when the rate's integral Λ(t) reaches j (start 0
+/// at t = 0; at a constant rate R, start j at j / R); worker `index` of `workers` takes
+/// j = index, index + workers, … Λ is summed in 1 ms steps (trapezoids), and a start inside a
+/// step is placed by the step's mean rate: exact for constant rates, within a step's curvature
+/// for ramps and curves. No start is due at or after `end`.
+pub struct Schedule {
+    shape: Option<Shape>,
+    peak: f64,
+    run_time: Duration,
+    end: f64,
+    /// The next global start this worker takes, and the distance to the one after.
+    next: f64,
+    stride: f64,
+    /// Λ at `t`, the start of the current step.
+    t: f64,
+    integral: f64,
+}
+
+/// The schedule's integration step, in seconds.
+const STEP: f64 = 0.001;
+
+impl Schedule {
+    /// `rate` is the constant rate, or the peak of `shape`; `end` bounds the schedule (the run
+    /// time, or none).
+    pub fn new(rate: f64, shape: Option<Shape>, end: Option<Duration>, index: usize, workers: usize) -> Schedule {
+        let run_time = end.unwrap_or(Duration::from_secs(3600));
+        Schedule {
+            shape,
+            peak: rate,
+            run_time,
+            end: end.map_or(f64::INFINITY, |e| e.as_secs_f64()),
+            next: index as f64,
+            stride: workers as f64,
+            t: 0.0,
+            integral: 0.0,
+        }
+    }
+
+    fn rate_at(&self, t: f64) -> f64 {
+        match &self.shape {
+            Some(shape) => shape.level_at(t, self.run_time, self.peak),
+            None => self.peak,
+        }
+    }
+}
+
+impl Iterator for Schedule {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let at = if self.shape.is_none() {
+            // Constant rate: exact, with no stepping.
+            self.next / self.peak
+        } else {
+            loop {
+                if self.t >= self.end {
+                    return None;
+                }
+                let step = STEP.min(self.end - self.t);
+                let mean = (self.rate_at(self.t) + self.rate_at(self.t + step)) / 2.0;
+                let gain = mean * step;
+                if gain > 0.0 && self.integral + gain >= self.next {
+                    break self.t + (self.next - self.integral) / mean;
+                }
+                self.t += step;
+                self.integral += gain;
+            }
+        };
+        if at >= self.end {
+            return None;
+        }
+        self.next += self.stride;
+        Some(Duration::from_secs_f64(at))
     }
 }
 
@@ -153,7 +261,65 @@ mod tests {
             Shape::parse_stages("10s").is_err()
                 && Shape::parse_stages("x:1").is_err()
                 && Shape::parse_stages("").is_err()
+                && Shape::parse_stages("10s:100,10s:5/s").is_err()
         );
+        assert!(!shape.is_rate());
+    }
+
+    #[test]
+    fn rate_stages() {
+        let shape = Shape::parse_stages("10s:1k/s, 10s:1k/s, 10s:0/s").unwrap();
+        assert!(shape.is_rate());
+        assert_eq!(shape.peak(0.0), 1000.0);
+        let at = |t: f64| shape.level_at(t, Duration::from_secs(30), 1000.0);
+        assert_eq!((at(0.0), at(5.0), at(15.0), at(25.0), at(30.0)), (0.0, 500.0, 1000.0, 500.0, 0.0));
+    }
+
+    /// Counts a schedule's starts over all workers, and checks each worker's are in order.
+    fn starts(rate: f64, shape: Option<Shape>, end: f64, workers: usize) -> Vec<f64> {
+        let mut all = Vec::new();
+        for index in 0..workers {
+            let times: Vec<f64> =
+                Schedule::new(rate, shape.clone(), Some(Duration::from_secs_f64(end)), index, workers)
+                    .map(|d| d.as_secs_f64())
+                    .collect();
+            assert!(times.windows(2).all(|w| w[0] < w[1]), "worker {index} in order");
+            all.extend(times);
+        }
+        all.sort_by(f64::total_cmp);
+        all
+    }
+
+    #[test]
+    fn constant_schedule_is_exact_and_interleaved() {
+        let all = starts(200.0, None, 4.0, 2);
+        assert_eq!(all.len(), 800);
+        assert!(all.iter().enumerate().all(|(j, t)| (t - j as f64 / 200.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn ramped_schedule_follows_the_rate_integral() {
+        // 0 → 1000/s over 2 s, hold 2 s, down to 0 over 2 s: Λ(6 s) = 1000 + 2000 + 1000.
+        let shape = Shape::parse_stages("2s:1k/s,2s:1k/s,2s:0/s").unwrap();
+        let all = starts(1000.0, Some(shape), 6.0, 2);
+        assert!(all.len().abs_diff(4000) <= 2, "{}", all.len());
+        // Λ(t) = 250 t² on the ramp: start j at sqrt(j / 250).
+        for j in [10usize, 250, 999] {
+            let expected = (j as f64 / 250.0).sqrt();
+            assert!((all[j] - expected).abs() < 0.002, "start {j} at {} not {expected}", all[j]);
+        }
+        // The hold: one start per ms.
+        let hold: Vec<_> = all.iter().filter(|t| (2.5..3.5).contains(*t)).collect();
+        assert!(hold.len().abs_diff(1000) <= 1, "{}", hold.len());
+    }
+
+    #[test]
+    fn named_shape_as_a_rate() {
+        // A Gaussian of peak 1000/s over 6 s (σ = 1 s): Λ ≈ 1000 · σ · √(2π) · erf-part ≈ 2500.
+        let all = starts(1000.0, Some(Shape::Gaussian), 6.0, 3);
+        assert!(all.len().abs_diff(2500) <= 10, "{}", all.len());
+        let middle = all.iter().filter(|t| (2.9..3.1).contains(*t)).count();
+        assert!(middle.abs_diff(200) <= 2, "{middle} starts in the middle 0.2 s at ~1000/s");
     }
 
     #[test]

@@ -263,9 +263,10 @@ impl Slot {
     }
 }
 
-/// The open model's schedule on this worker: task starts at `rate / workers` per second, this
-/// worker's phase `index / rate` after the others' (so the workers' starts interleave evenly,
-/// with no shared state). Each start goes to an idle user, or to a new one while the pool is
+/// The open model's schedule on this worker (`Schedule`: at a constant rate, starts at
+/// `rate / workers` per second, this worker's phase `index / rate` after the others', so the
+/// workers' starts interleave evenly with no shared state; with rate stages or a shape, the
+/// same interleaving along the rate's integral). Each start goes to an idle user, or to a new one while the pool is
 /// below its share of `--max-users`, or waits (oldest first) for a user to finish — for at most
 /// `--max-start-delay`, after which it is dropped and counted. Starts are timed with
 /// `sleep_until_precisely`; how late each one began is recorded.
@@ -273,20 +274,18 @@ async fn arrivals(worker: Rc<Worker>) {
     let run = worker.run.clone();
     let plan = &run.plan;
     let rate = plan.rate.expect("arrivals run with a rate");
-    let period = plan.workers.len() as f64 / rate;
-    let phase = worker.index as f64 / rate;
+    let schedule =
+        crate::config::Schedule::new(rate, plan.shape.clone(), plan.run_time, worker.index, plan.workers.len());
     let mut pool = plan.users_of_worker(worker.index);
-    // On io_uring every start is timed to the µs (the thread's timerfd). On epoll only starts far
-    // enough apart are (coarse timer, then a short yield loop); closer ones would keep the loop
-    // spinning and starve the thread's timers, so they are started by the coarse timer alone,
-    // each batch as its millisecond tick comes (lag under ~1 ms, recorded).
-    let precise = crate::runtime::can_time_precisely(Duration::from_secs_f64(period));
-    for k in 0u64.. {
-        let intended = run.start + Duration::from_secs_f64(phase + k as f64 * period);
-        // The run time bounds the schedule exactly: R·T starts, none after the deadline.
-        if plan.run_time.is_some_and(|t| intended >= run.start + t) {
-            break;
-        }
+    let mut previous = run.start;
+    for due in schedule {
+        let intended = run.start + due;
+        // On io_uring every start is timed to the µs (the thread's timerfd). On epoll only starts
+        // far enough apart are (coarse timer, then a short yield loop); closer ones would keep the
+        // loop spinning and starve the thread's timers, so they are started by the coarse timer
+        // alone, each batch as its millisecond tick comes (lag under ~1 ms, recorded).
+        let precise = crate::runtime::can_time_precisely(intended.saturating_duration_since(previous));
+        previous = intended;
         // Wake at least every POLL to see the stop.
         while !worker.stopping.get() && intended.saturating_duration_since(Instant::now()) > POLL {
             monoio::time::sleep(POLL).await;

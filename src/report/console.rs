@@ -215,8 +215,12 @@ pub fn print_final(
         let lag = |q: f64| arrivals.lag.as_ref().map_or(0, |h| if h.is_empty() { 0 } else { h.value_at_quantile(q) });
         // Starts come due only within the run time (the stop timeout adds none).
         let schedule_secs = plan.run_time.map_or(elapsed_secs, |t| t.as_secs_f64().min(elapsed_secs));
+        let wanted = match plan.shape {
+            Some(_) => format!("the load shape's rate wanted (peak {rate}/s)"),
+            None => format!("{rate}/s wanted"),
+        };
         notes.push(format!(
-            "Open model: {rate}/s wanted; {} starts came due ({:.2}/s), {} began late (>1 ms), {} dropped (no free user among --max-users {} within --max-start-delay); start lag p50 {} us, p99 {} us, max {} us",
+            "Open model: {wanted}; {} starts came due ({:.2}/s), {} began late (>1 ms), {} dropped (no free user among --max-users {} within --max-start-delay); start lag p50 {} us, p99 {} us, max {} us",
             arrivals.scheduled,
             arrivals.scheduled as f64 / schedule_secs.max(1e-9),
             arrivals.late,
