@@ -195,6 +195,10 @@ pub struct Plan {
     pub shape: Option<Shape>,
     /// Open model: task starts per second (`--rate`); `users` is then the pool's cap.
     pub rate: Option<f64>,
+    /// Live control from the keyboard (`Plan::enable_live_control`): users that keys may add
+    /// beyond `users` (closed model); the worker tables are sized for `users + headroom`.
+    pub live_control: bool,
+    pub headroom: u64,
     /// Open model: how long a start waits for a free user before it is dropped.
     pub max_start_delay: Duration,
     /// Tasks each user runs before it stops (`--iterations`); the run ends when all are done.
@@ -445,6 +449,8 @@ impl Plan {
             run_time: None,
             shape: None,
             rate: None,
+            live_control: false,
+            headroom: 0,
             max_start_delay: Duration::from_secs(1),
             iterations: None,
             reset_stats: false,
@@ -473,7 +479,23 @@ impl Plan {
 
     /// Users assigned to worker `index`: global user `i` goes to worker `i % workers`.
     pub fn users_of_worker(&self, index: usize) -> impl Iterator<Item = u64> + '_ {
-        (index as u64..self.users).step_by(self.workers.len())
+        (index as u64..self.users + self.headroom).step_by(self.workers.len())
+    }
+
+    /// Turns on live control (keys w/W/s/S) when the run can take it: a closed model without a
+    /// shape or `--iterations` (users), or an open model without a shape (rate). Closed runs get
+    /// room for as many users again as `--users` (at least 100, within the open-file limit).
+    /// Returns whether it is on.
+    pub fn enable_live_control(&mut self) -> bool {
+        if self.shape.is_some() || self.iterations.is_some() {
+            return false;
+        }
+        if self.rate.is_none() {
+            let budget = raise_nofile_limit().unwrap_or(0).saturating_sub(RESERVED_FDS + self.users);
+            self.headroom = self.users.max(100).min(budget);
+        }
+        self.live_control = true;
+        true
     }
 
     /// When global user `i` starts, counted from the start of the run.

@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod keys;
 pub mod report;
 pub mod runtime;
 pub mod scenario;
@@ -91,13 +92,22 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         stop: options.stop.clone(),
         on_worker_start: options.on_worker_start,
         pools: engine::new_pools(&plan),
+        live: engine::Live::new(&plan),
     });
+    let keys = if plan.live_control {
+        Some(keys::Keys::start(engine_run.clone()).context("cannot start the key reader")?)
+    } else {
+        None
+    };
     let handles = engine::start(engine_run, snapshot_tx, spare_rxs)?;
     while handles.iter().any(|h| !h.is_finished()) {
         if options.watch_signals && signal::received() {
             options.stop.store(true, Ordering::Relaxed);
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(keys) = keys {
+        keys.finish();
     }
     let mut worker_error = None;
     for handle in handles {
@@ -135,8 +145,11 @@ pub fn main_with(cli: cli::Cli) -> Result<i32> {
         Some(cli::Command::Demo(args)) => run_demo(&args),
         None if cli.run.scenario.is_some() => run_scenario(&cli.run),
         None => {
-            let plan = Plan::from_cli(&cli.run).map_err(usage)?;
+            let mut plan = Plan::from_cli(&cli.run).map_err(usage)?;
             plan.check_resources().map_err(usage)?;
+            if keys::stdin_is_terminal() {
+                plan.enable_live_control();
+            }
             signal::install();
             let options = RunOptions { watch_signals: true, ..RunOptions::default() };
             Ok(run(plan, options)?.exit_code)
@@ -169,7 +182,7 @@ pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
 }
 
 fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
-    let plan = scenario_plan(args)?;
+    let mut plan = scenario_plan(args)?;
     let path = args.scenario.as_ref().expect("checked by the caller").display().to_string();
     if args.check {
         let tasks: usize = plan.user_types.iter().map(|u| u.tasks.len()).sum();
@@ -185,6 +198,9 @@ fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
         return Ok(0);
     }
     plan.check_resources().map_err(usage)?;
+    if keys::stdin_is_terminal() {
+        plan.enable_live_control();
+    }
     signal::install();
     Ok(run_scenario_plan(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?.exit_code)
 }

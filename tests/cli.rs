@@ -512,3 +512,75 @@ fn open_model_writes_service_times_beside_the_stats() {
     let (code, _, stderr) = run(&["--max-users", "5", "-t", "1s", &url]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+/// Runs swarmer with a pseudo-terminal as stdin (live control is on), typing `keys` at the given
+/// times after the start; returns the exit code, stdout, stderr, and whether the terminal was
+/// back in canonical mode with echo after the run.
+fn run_with_keys(args: &[&str], keys: &[(Duration, &str)]) -> (i32, String, String, bool) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors we then own.
+    let rc =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: fresh descriptors from openpty, owned once each.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run swarmer");
+    let started = Instant::now();
+    let mut typist = std::fs::File::from(master);
+    for (at, text) in keys {
+        std::thread::sleep(at.saturating_sub(started.elapsed()));
+        std::io::Write::write_all(&mut typist, text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    // SAFETY: termios is a plain struct filled by tcgetattr on our own pty.
+    let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::tcgetattr(slave.as_raw_fd(), &mut termios) }, 0);
+    let restored = termios.c_lflag & libc::ICANON != 0 && termios.c_lflag & libc::ECHO != 0;
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        restored,
+    )
+}
+
+#[test]
+fn keys_add_and_remove_users_and_change_the_rate() {
+    let target = Target::start();
+    let url = format!("{}/delay/5ms", target.url.trim_end_matches('/'));
+    let dir = tempdir("keys");
+    let prefix = dir.join("run");
+    let csv = prefix.to_str().unwrap();
+    // Closed model: 5 users; W at 1.3 s (15 users), S and s at 2.5 s (4 users).
+    let (code, stdout, stderr, restored) = run_with_keys(
+        &["-u", "5", "-r", "100", "-t", "4s", "--only-summary", "--csv", csv, &url],
+        &[(Duration::from_millis(1300), "W"), (Duration::from_millis(2500), "Ss")],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(restored, "the terminal is restored after the run");
+    assert!(stderr.contains("Live control: keys: w/W add 1/10 users"), "{stderr}");
+    assert!(stderr.contains("Users: 15") && stderr.contains("Users: 4"), "{stderr}");
+    let users = history_users(&prefix);
+    assert_eq!(&users[1..4], &[5, 15, 4], "users at 1 s, 2 s, 3 s: {users:?}");
+
+    // Open model: 200/s; five w-steps of 10 % at 1.5 s make it 300/s.
+    let (code, stdout, stderr, restored) = run_with_keys(
+        &["--rate", "200", "-t", "4s", "--only-summary", "--csv", csv, &url],
+        &[(Duration::from_millis(1500), "WWWWW")],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(restored);
+    assert!(stderr.contains("Rate: 300.0/s (150% of --rate)"), "{stderr}");
+    let per_second = history_requests_per_second(&prefix);
+    // Second 0 at 200/s; seconds 2 and 3 at 300/s (within 5 %; the run's start offsets the
+    // keys by the process start, so second 1 is mixed and not checked).
+    assert!(per_second[0].abs_diff(200) <= 10, "{per_second:?}");
+    assert!(per_second[2].abs_diff(300) <= 15 && per_second[3].abs_diff(300) <= 15, "{per_second:?}");
+}

@@ -183,6 +183,10 @@ pub struct Schedule {
     /// Λ at `t`, the start of the current step.
     t: f64,
     integral: f64,
+    /// Live control's multiplier of the rate; once it has been set, starts are found by
+    /// stepping even at a constant rate.
+    scale: f64,
+    stepping: bool,
 }
 
 /// The schedule's integration step, in seconds.
@@ -202,14 +206,25 @@ impl Schedule {
             stride: workers as f64,
             t: 0.0,
             integral: 0.0,
+            scale: 1.0,
+            stepping: false,
+        }
+    }
+
+    /// Multiplies the rate from here on (live control); the starts already due keep their times.
+    pub fn set_scale(&mut self, scale: f64) {
+        if scale != self.scale {
+            self.scale = scale.max(0.0);
+            self.stepping = true;
         }
     }
 
     fn rate_at(&self, t: f64) -> f64 {
-        match &self.shape {
-            Some(shape) => shape.level_at(t, self.run_time, self.peak),
-            None => self.peak,
-        }
+        self.scale
+            * match &self.shape {
+                Some(shape) => shape.level_at(t, self.run_time, self.peak),
+                None => self.peak,
+            }
     }
 }
 
@@ -217,9 +232,12 @@ impl Iterator for Schedule {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let at = if self.shape.is_none() {
-            // Constant rate: exact, with no stepping.
-            self.next / self.peak
+        let at = if self.shape.is_none() && !self.stepping {
+            // Constant rate: exact, with no stepping (and the state stepping would start from).
+            let at = self.next / self.peak;
+            self.t = at;
+            self.integral = self.next;
+            at
         } else {
             loop {
                 if self.t >= self.end {
@@ -311,6 +329,18 @@ mod tests {
         // The hold: one start per ms.
         let hold: Vec<_> = all.iter().filter(|t| (2.5..3.5).contains(*t)).collect();
         assert!(hold.len().abs_diff(1000) <= 1, "{}", hold.len());
+    }
+
+    #[test]
+    fn a_scaled_rate_takes_effect_from_the_next_start() {
+        // 100/s for the first 100 starts (1 s), then 150 % for 1 s: 150 more.
+        let mut schedule = Schedule::new(100.0, None, Some(Duration::from_secs(2)), 0, 1);
+        let first: Vec<f64> = schedule.by_ref().take(100).map(|d| d.as_secs_f64()).collect();
+        assert!((first[99] - 0.99).abs() < 1e-9);
+        schedule.set_scale(1.5);
+        let rest: Vec<f64> = schedule.map(|d| d.as_secs_f64()).collect();
+        assert!(rest.len().abs_diff(150) <= 1, "{}", rest.len());
+        assert!((rest[0] - (0.99 + 1.0 / 150.0)).abs() < 1e-3, "{}", rest[0]);
     }
 
     #[test]

@@ -49,6 +49,24 @@ pub struct Run {
     /// The scenario's shared pools (`push` / `pool("name")`), one lock each: a value pushed by
     /// a user on one core can be picked by a user on any other.
     pub pools: Vec<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// What live control (the keys) changes while the run goes.
+    pub live: Live,
+}
+
+/// The levels live control sets and the workers follow: users wanted (closed model) and the
+/// rate as thousandths of `--rate` (open model).
+pub struct Live {
+    pub users: std::sync::atomic::AtomicU64,
+    pub rate_permille: std::sync::atomic::AtomicU64,
+}
+
+impl Live {
+    pub fn new(plan: &Plan) -> Live {
+        Live {
+            users: std::sync::atomic::AtomicU64::new(plan.users),
+            rate_permille: std::sync::atomic::AtomicU64::new(1000),
+        }
+    }
 }
 
 /// The pools of `plan`, holding what `setup` pushed.

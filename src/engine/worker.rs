@@ -81,6 +81,7 @@ pub(crate) fn run_fixture(
         stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         on_worker_start: None,
         pools: super::new_pools(&plan),
+        live: super::Live::new(&plan),
     });
     let worker = Worker::new(run.clone(), 0, snapshots, spares);
     let result = crate::runtime::block_on(plan.io, plan.defer_taskrun, 256, |_| async {
@@ -115,7 +116,7 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
     let plan = &run.plan;
     if plan.rate.is_some() {
         monoio::spawn(arrivals(worker.clone()));
-    } else if plan.shape.is_some() {
+    } else if plan.shape.is_some() || plan.live_control {
         monoio::spawn(follow_shape(worker.clone()));
     } else {
         monoio::spawn(spawn_users(worker.clone()));
@@ -274,11 +275,15 @@ async fn arrivals(worker: Rc<Worker>) {
     let run = worker.run.clone();
     let plan = &run.plan;
     let rate = plan.rate.expect("arrivals run with a rate");
-    let schedule =
+    let mut schedule =
         crate::config::Schedule::new(rate, plan.shape.clone(), plan.run_time, worker.index, plan.workers.len());
     let mut pool = plan.users_of_worker(worker.index);
     let mut previous = run.start;
-    for due in schedule {
+    loop {
+        if plan.live_control {
+            schedule.set_scale(run.live.rate_permille.load(Ordering::Relaxed) as f64 / 1000.0);
+        }
+        let Some(due) = schedule.next() else { break };
         let intended = run.start + due;
         // On io_uring every start is timed to the µs (the thread's timerfd). On epoll only starts
         // far enough apart are (coarse timer, then a short yield loop); closer ones would keep the
@@ -364,16 +369,22 @@ impl Worker {
 /// How often a worker compares its users with the load shape.
 const SHAPE_STEP: Duration = Duration::from_millis(20);
 
-/// Keeps this worker's users at the load shape: the users wanted at time t are global users
-/// 0 .. n(t); those of this worker that are wanted and not running start, those running and no
-/// longer wanted are asked to stop at their next task boundary (the newest first, as n falls).
+/// Keeps this worker's users at the load shape, or (live control) at the users the keys ask
+/// for, reached at the spawn rate: the users wanted at time t are global users 0 .. n(t); those
+/// of this worker that are wanted and not running start, those running and no longer wanted are
+/// asked to stop at their next task boundary (the newest first, as n falls).
 async fn follow_shape(worker: Rc<Worker>) {
     let run = worker.run.clone();
     let plan = &run.plan;
-    let shape = plan.shape.as_ref().expect("follow_shape runs with a shape");
-    let run_time = plan.run_time.expect("shapes have a run time");
     while !worker.stopping.get() {
-        let wanted = shape.users_at(run.start.elapsed(), run_time, plan.users);
+        let elapsed = run.start.elapsed();
+        let wanted = match (&plan.shape, plan.run_time) {
+            (Some(shape), Some(run_time)) => shape.users_at(elapsed, run_time, plan.users),
+            _ => {
+                let spawned = (elapsed.as_secs_f64() * plan.spawn_rate).floor() as u64 + 1;
+                run.live.users.load(Ordering::Relaxed).min(spawned)
+            }
+        };
         for (local, user) in plan.users_of_worker(worker.index).enumerate() {
             let (alive, stop) = (&worker.user_alive[local], &worker.user_stop[local]);
             if user < wanted {
