@@ -9,6 +9,9 @@
 #   scripts/bench.sh memory     # peak RSS at 1,000 and 10,000 connections → bytes per connection
 #   scripts/bench.sh scenario   # CPU µs per request of a scenario task (templated path, JSON
 #                               # body, JSON check) against a static request to the same endpoint
+#   scripts/bench.sh https      # 64 keep-alive HTTPS connections against the built-in target
+#                               # serving TLS (swarmer target --tls), wrk vs swarmer; and the
+#                               # same with a new connection per request (/close: handshakes)
 #   scripts/bench.sh open       # the open model's schedule: at each of RATES (default 200 2000)
 #                               # starts/s for DURATION, swarmer --rate against the target's
 #                               # /delay/1ms, alternating with the kernel's own wake-up floor
@@ -119,8 +122,8 @@ CONF
 }
 
 start_target() {
-  local port=$1
-  taskset -c "$TARGET_CPU" "$SWARMER" target --port "$port" --threads 1 >/dev/null &
+  local port=$1; shift
+  taskset -c "$TARGET_CPU" "$SWARMER" target --port "$port" --threads 1 "$@" >/dev/null &
   PIDS+=($!)
   sleep 0.3
 }
@@ -222,6 +225,16 @@ TOML
       done
       awk '{u[$1]=$2} END {printf "ratio scenario/plain: %.3f, scenario/static: %.3f (bar: at most 1.5)\n\n", u["scenario"]/u["plain"], u["scenario"]/u["static"]}' "$WORK/scenario_us.txt"
       ;;
+    https)
+      start_target 18096 --tls
+      URL=https://localhost:18096/
+      compare "HTTPS, built-in target (TLS 1.3, keep-alive), $CONNS connections" \
+        -t1 -c"$CONNS" -d"${DURATION}s" "$URL" -- \
+        --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary --ca-cert tests/tls/ca.pem "$URL"
+      compare "HTTPS, built-in target, a new connection per request (/close), $CONNS connections" \
+        -t1 -c"$CONNS" -d"${DURATION}s" "${URL}close" -- \
+        --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary --ca-cert tests/tls/ca.pem "${URL}close"
+      ;;
     open)
       start_target 18095
       WAKE=$(cargo bench --no-run --bench wake 2>&1 | grep -o 'target/release/deps/wake-[0-9a-f]*' | head -1)
@@ -244,6 +257,6 @@ TOML
       done
       echo
       ;;
-    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open)" >&2; exit 2 ;;
+    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open, https)" >&2; exit 2 ;;
   esac
 done

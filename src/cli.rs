@@ -89,6 +89,24 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub max_start_delay: Duration,
 
+    /// HTTPS: accept any server certificate (self-signed, expired, other names); the server
+    /// must still prove it holds the certificate's key.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// HTTPS: trust this CA certificate (PEM) besides the built-in webpki roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+
+    /// HTTPS: present this client certificate chain (PEM) to servers that ask (mTLS); needs
+    /// --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+
+    /// HTTPS: the client certificate's private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+
     /// Users follow these stages instead of the spawn ramp: DURATION:USERS linear ramps from the
     /// previous level, e.g. 30s:100,1m:100,30s:0 (sets the run time unless -t is given). Written
     /// as rates (30s:500/s,1m:500/s,30s:0/s), the open model's start rate follows them.
@@ -190,6 +208,16 @@ pub struct TargetArgs {
     /// Cores to pin server threads to, e.g. 0 or 0-1.
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
+    /// Serve HTTPS (a test certificate for localhost, 127.0.0.1 and ::1 signed by
+    /// tests/tls/ca.pem, unless --tls-cert/--tls-key give one).
+    #[arg(long)]
+    pub tls: bool,
+    /// HTTPS: the certificate chain to serve (PEM); implies --tls, needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: the certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -211,6 +239,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn parse_count(text: &str) -> Result<u64, String> {
     units::parse_count(text)
+}
+
+impl RunArgs {
+    /// The TLS settings the flags give (files are read when the configuration is built).
+    pub fn tls_options(&self) -> Result<crate::tls::ClientOptions, String> {
+        Ok(crate::tls::ClientOptions {
+            insecure: self.insecure,
+            ca_cert: self.ca_cert.clone(),
+            client_cert: self.client_cert.clone().zip(self.client_key.clone()),
+        })
+    }
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {

@@ -35,6 +35,8 @@ pub struct Endpoint {
 pub struct Request {
     pub endpoint: usize,
     pub addr: SocketAddr,
+    /// HTTPS: the TLS configuration and server name.
+    pub tls: Option<crate::tls::Target>,
     /// The complete request, encoded once.
     pub bytes: Vec<u8>,
     /// HEAD: the response has no body whatever its headers say.
@@ -237,9 +239,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Headroom of file descriptors kept for the process itself (stdio, CSV files, rings, pipes).
 pub const RESERVED_FDS: u64 = 64;
 
-/// A parsed `http://host[:port]/path?query` URL.
+/// A parsed `http[s]://host[:port]/path?query` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
+    /// `https://`.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// Request-target in origin form.
@@ -249,23 +253,24 @@ pub struct Url {
 impl Url {
     pub fn parse(text: &str) -> Result<Url, String> {
         let uri: http::Uri = text.parse().map_err(|e| format!("invalid URL {text:?}: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(format!("{text:?}: HTTPS is not supported yet; use http://")),
-            Some(other) => return Err(format!("{text:?}: unsupported scheme {other:?}; use http://")),
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => return Err(format!("{text:?}: unsupported scheme {other:?}; use http:// or https://")),
             None => return Err(format!("{text:?}: missing scheme; expected e.g. http://127.0.0.1:8080/")),
-        }
+        };
         let authority = uri.authority().ok_or_else(|| format!("{text:?}: missing host"))?;
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
         let target = uri.path_and_query().map_or("/".to_string(), |pq| pq.as_str().to_string());
         let target = if target.is_empty() { "/".to_string() } else { target };
-        Ok(Url { host, port: authority.port_u16().unwrap_or(80), target })
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Url { tls, host, port, target })
     }
 
     /// The Host header value.
     pub fn authority(&self) -> String {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -294,7 +299,15 @@ impl Plan {
         let url = Url::parse(&url_text).map_err(anyhow::Error::msg)?;
         let workers = resolve_workers(args.threads, args.cpus.as_deref())?;
         let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let mut plan = Plan::quick(&url, url.resolve()?, timeout, args.pipeline, workers);
+        let tls = args.tls_options().map_err(anyhow::Error::msg)?;
+        let tls = match url.tls {
+            true => Some(
+                crate::tls::Target::new(crate::tls::client_config(&tls).map_err(anyhow::Error::msg)?, &url.host)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            false => None,
+        };
+        let mut plan = Plan::quick(&url, url.resolve()?, tls, timeout, args.pipeline, workers);
         plan.apply_run_args(args, RunDefaults::default())?;
         Ok(plan)
     }
@@ -412,8 +425,9 @@ impl Plan {
     /// A plan with no user types yet (scenario files fill them in), defaults elsewhere.
     pub fn empty(workers: Vec<Option<usize>>, timeout: Duration) -> Plan {
         let mut plan = Plan::quick(
-            &Url { host: "127.0.0.1".into(), port: 80, target: "/".into() },
+            &Url { tls: false, host: "127.0.0.1".into(), port: 80, target: "/".into() },
             ([127, 0, 0, 1], 80).into(),
+            None,
             timeout,
             1,
             workers,
@@ -424,10 +438,18 @@ impl Plan {
     }
 
     /// A one-request plan: GET `url` in a loop with no think time, defaults elsewhere.
-    pub fn quick(url: &Url, addr: SocketAddr, timeout: Duration, pipeline: usize, workers: Vec<Option<usize>>) -> Plan {
+    pub fn quick(
+        url: &Url,
+        addr: SocketAddr,
+        tls: Option<crate::tls::Target>,
+        timeout: Duration,
+        pipeline: usize,
+        workers: Vec<Option<usize>>,
+    ) -> Plan {
         let request = Request {
             endpoint: 0,
             addr,
+            tls,
             bytes: encode_request("GET", &url.target, &url.authority(), &[], b""),
             is_head: false,
             idempotent: true,
@@ -592,20 +614,23 @@ mod tests {
     #[test]
     fn urls() {
         let url = Url::parse("http://127.0.0.1:8080/a?b=1").unwrap();
-        assert_eq!(url, Url { host: "127.0.0.1".into(), port: 8080, target: "/a?b=1".into() });
+        assert_eq!(url, Url { tls: false, host: "127.0.0.1".into(), port: 8080, target: "/a?b=1".into() });
         assert_eq!(url.authority(), "127.0.0.1:8080");
         let url = Url::parse("http://localhost").unwrap();
         assert_eq!((url.port, url.target.as_str(), url.authority().as_str()), (80, "/", "localhost"));
         let v6 = Url::parse("http://[::1]:9000/x").unwrap();
         assert_eq!((v6.host.as_str(), v6.authority().as_str()), ("::1", "[::1]:9000"));
-        assert!(Url::parse("https://x/").unwrap_err().contains("HTTPS"));
+        let https = Url::parse("https://localhost/x").unwrap();
+        assert!(https.tls && https.port == 443 && https.authority() == "localhost");
+        assert_eq!(Url::parse("https://127.0.0.1:8443/").unwrap().authority(), "127.0.0.1:8443");
+        assert!(Url::parse("ftp://x/").unwrap_err().contains("unsupported scheme"));
         assert!(Url::parse("127.0.0.1:80").is_err());
     }
 
     #[test]
     fn user_types_interleave_by_weight() {
         let url = Url::parse("http://127.0.0.1:1/").unwrap();
-        let mut plan = Plan::quick(&url, url.resolve().unwrap(), Duration::from_secs(1), 1, vec![None]);
+        let mut plan = Plan::quick(&url, url.resolve().unwrap(), None, Duration::from_secs(1), 1, vec![None]);
         let mut b = plan.user_types[0].clone();
         plan.user_types[0].weight = 5;
         b.weight = 1;
@@ -617,7 +642,7 @@ mod tests {
     #[test]
     fn users_split_round_robin() {
         let url = Url::parse("http://127.0.0.1:1/").unwrap();
-        let mut plan = Plan::quick(&url, url.resolve().unwrap(), Duration::from_secs(1), 1, vec![None, None]);
+        let mut plan = Plan::quick(&url, url.resolve().unwrap(), None, Duration::from_secs(1), 1, vec![None, None]);
         plan.users = 5;
         assert_eq!(plan.users_of_worker(0).collect::<Vec<_>>(), [0, 2, 4]);
         assert_eq!(plan.users_of_worker(1).collect::<Vec<_>>(), [1, 3]);

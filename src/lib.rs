@@ -36,6 +36,7 @@ pub mod scenario;
 pub mod signal;
 pub mod stats;
 pub mod target;
+pub mod tls;
 pub mod units;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,6 +175,7 @@ pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
         timeout: args.timeout,
         tags: args.tags.clone(),
         exclude_tags: args.exclude_tags.clone(),
+        tls: args.tls_options().map_err(|e| usage(anyhow::anyhow!(e)))?,
     };
     let base = Plan::empty(workers, args.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
     let (mut plan, file) = scenario::load(path, &overrides, base).map_err(|e| usage(e.into()))?;
@@ -262,10 +264,23 @@ fn run_target(args: &cli::TargetArgs) -> Result<i32> {
         args.bind.parse().map_err(|_| usage(anyhow::anyhow!("--bind {}: not an IP address", args.bind)))?;
     let cpus = config::resolve_workers(Some(args.threads), args.cpus.as_deref()).map_err(usage)?;
     let cpus = if args.cpus.is_some() { cpus } else { vec![None; args.threads] };
-    let server = target::start((ip, args.port).into(), args.threads, &cpus)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).map_err(|e| usage(anyhow::anyhow!("{}: {e}", path.display())))
+            };
+            Some(tls::server_config(&read(cert)?, &read(key)?, None).map_err(|e| usage(anyhow::anyhow!(e)))?)
+        }
+        _ if args.tls => Some(
+            tls::server_config(target::TEST_CERT_PEM, target::TEST_KEY_PEM, None).map_err(|e| anyhow::anyhow!(e))?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = target::start_with((ip, args.port).into(), args.threads, &cpus, tls)?;
     // One line, flushed: scripts read it to learn the port.
     println!(
-        "swarmer target listening on http://{} ({} thread(s)); endpoints: / /bytes/N /chunked/N /delay/D /status/C /close",
+        "swarmer target listening on {scheme}://{} ({} thread(s)); endpoints: / /bytes/N /chunked/N /delay/D /status/C /close",
         server.addr, args.threads
     );
     loop {
@@ -283,7 +298,7 @@ fn run_demo(args: &cli::DemoArgs) -> Result<i32> {
         units::HumanDuration(args.run_time)
     );
     let workers = config::resolve_workers(None, None)?;
-    let mut plan = Plan::quick(&url, server.addr, Duration::from_secs(10), 1, workers);
+    let mut plan = Plan::quick(&url, server.addr, None, Duration::from_secs(10), 1, workers);
     plan.users = args.users;
     plan.spawn_rate = args.users as f64;
     plan.run_time = Some(args.run_time);

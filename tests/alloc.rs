@@ -49,7 +49,7 @@ fn mark_worker(_: usize) {
 fn measure(path: &str, pipeline: usize) -> (u64, u64) {
     let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
     let url = Url::parse(&format!("http://{}{path}", server.addr)).unwrap();
-    let mut plan = Plan::quick(&url, server.addr, Duration::from_secs(5), pipeline, vec![None, None]);
+    let mut plan = Plan::quick(&url, server.addr, None, Duration::from_secs(5), pipeline, vec![None, None]);
     plan.users = 8;
     plan.spawn_rate = 1000.0;
     plan.run_time = Some(Duration::from_millis(3500));

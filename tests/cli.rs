@@ -182,7 +182,7 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
         (&["-t", "10x", "http://127.0.0.1:1/"], "--run-time"),
         (&["-u", "abc", "http://127.0.0.1:1/"], "--users"),
         (&["ftp://127.0.0.1/"], "unsupported scheme"),
-        (&["https://127.0.0.1/"], "HTTPS is not supported yet"),
+        (&["-t", "1s", "--ca-cert", "/nonexistent/ca.pem", "https://127.0.0.1:1/"], "/nonexistent/ca.pem"),
         (&[], "nothing to test"),
         (&["-u", "100000", "http://127.0.0.1:1/"], "open-file limit"),
     ];

@@ -12,7 +12,7 @@ use swarmer::{run, Outcome, RunOptions};
 
 fn plan(addr: SocketAddr, path: &str, users: u64, run_time: Duration, timeout: Duration) -> Plan {
     let url = Url::parse(&format!("http://{addr}{path}")).unwrap();
-    let mut plan = Plan::quick(&url, addr, timeout, 1, vec![None, None]);
+    let mut plan = Plan::quick(&url, addr, None, timeout, 1, vec![None, None]);
     plan.users = users;
     plan.spawn_rate = 1000.0;
     plan.run_time = Some(run_time);

@@ -81,6 +81,8 @@ pub struct Call {
     pub endpoint: usize,
     pub method: String,
     pub addr: SocketAddr,
+    /// HTTPS: the TLS configuration and server name.
+    pub tls: Option<crate::tls::Target>,
     /// Host header value.
     pub authority: String,
     /// The request-target (path and query), templated.

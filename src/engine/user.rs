@@ -276,7 +276,7 @@ async fn run_steps(user: &mut User<'_>, steps: &[Step]) {
             Step::Request(request) => {
                 let pipeline = user.plan.pipeline;
                 let intended = user.intended.take();
-                let conn = conn_for(&mut user.conns, request.addr);
+                let conn = conn_for(&mut user.conns, request.addr, request.tls.as_ref());
                 execute(user.worker, conn, request, pipeline, intended).await;
             }
             Step::Call(call) => {
@@ -307,11 +307,16 @@ fn pick_ticket(tasks: &[Task], mut ticket: u32) -> &Task {
     &tasks[tasks.len() - 1]
 }
 
-fn conn_for(conns: &mut Vec<Conn>, addr: std::net::SocketAddr) -> &mut Conn {
-    match conns.iter().position(|c| c.addr() == addr) {
+/// The user's connection to `addr` (over TLS to `tls`'s name when given), made on first use.
+fn conn_for<'a>(
+    conns: &'a mut Vec<Conn>,
+    addr: std::net::SocketAddr,
+    tls: Option<&crate::tls::Target>,
+) -> &'a mut Conn {
+    match conns.iter().position(|c| c.addr() == addr && c.tls() == tls) {
         Some(index) => &mut conns[index],
         None => {
-            conns.push(Conn::new(addr));
+            conns.push(Conn::with_tls(addr, tls.cloned()));
             conns.last_mut().expect("just pushed")
         }
     }
@@ -471,10 +476,11 @@ pub(crate) async fn execute_call(user: &mut User<'_>, call: &Call) -> Result<(),
     let times = Times { started, intended: user.intended.take() };
     let keep_body = !call.checks.is_empty() || !call.captures.is_empty();
     let mut addr = call.addr;
+    let mut tls_owned: Option<crate::tls::Target> = None;
     let mut authority_owned: Option<String> = None;
     let mut redirects = 0;
     let outcome = loop {
-        let conn = conn_for(&mut user.conns, addr);
+        let conn = conn_for(&mut user.conns, addr, tls_owned.as_ref().or(call.tls.as_ref()));
         conn.keep(true, keep_body);
         let result = monoio::time::timeout_at(
             monoio::time::Instant::from_std(started + call.timeout),
@@ -499,10 +505,12 @@ pub(crate) async fn execute_call(user: &mut User<'_>, call: &Call) -> Result<(),
         match location {
             Some(location) if redirects < call.max_redirects => {
                 redirects += 1;
-                match follow(session, call, exchange.status, &location, authority) {
-                    Ok((next_addr, next_authority)) => {
+                let current = tls_owned.as_ref().or(call.tls.as_ref());
+                match follow(session, call, exchange.status, &location, authority, current) {
+                    Ok((next_addr, next_authority, next_tls)) => {
                         addr = next_addr;
                         authority_owned = Some(next_authority);
+                        tls_owned = next_tls;
                     }
                     Err(failure) => break Err(failure),
                 }
@@ -531,7 +539,7 @@ pub(crate) async fn execute_call(user: &mut User<'_>, call: &Call) -> Result<(),
     let verdict = if let Some(failure) = rejected {
         Err(failure)
     } else {
-        let conn = conn_for(&mut user.conns, addr);
+        let conn = conn_for(&mut user.conns, addr, tls_owned.as_ref().or(call.tls.as_ref()));
         let kept = conn.kept().expect("keep was asked for");
         session.evaluate(call, exchange.status, elapsed, kept, &shared, &mut user.rng).map_err(Failure::Check)
     };
@@ -595,24 +603,36 @@ fn redirect_location(status: u16, kept: &crate::http::Kept) -> Option<String> {
 }
 
 /// Rewrites the session's request for a redirect: same connection for a path, another address
-/// for an absolute `http://` URL with an IP literal (or localhost) host. 301/302/303 turn into
-/// a GET without a body; 307/308 repeat the method and body.
+/// for an absolute URL with an IP literal (or localhost) host, in the same scheme (an HTTPS
+/// redirect keeps the run's TLS configuration and checks the new host's name). 301/302/303
+/// turn into a GET without a body; 307/308 repeat the method and body.
 fn follow(
     session: &mut Session,
     call: &Call,
     status: u16,
     location: &str,
     authority: &str,
-) -> Result<(std::net::SocketAddr, String), Failure> {
-    let (addr, authority, target) = if location.starts_with('/') {
+    tls: Option<&crate::tls::Target>,
+) -> Result<(std::net::SocketAddr, String, Option<crate::tls::Target>), Failure> {
+    let (addr, authority, target, tls) = if location.starts_with('/') {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(authority).ok().and_then(|mut a| a.next());
-        (addr.unwrap_or(call.addr), authority.to_string(), location.to_string())
+        (addr.unwrap_or(call.addr), authority.to_string(), location.to_string(), tls.cloned())
     } else {
-        let url = Url::parse(location).map_err(|_| Failure::Check("redirect: Location is not an http:// URL"))?;
+        let url = Url::parse(location).map_err(|_| Failure::Check("redirect: Location is not an http(s):// URL"))?;
+        if url.tls != tls.is_some() {
+            return Err(Failure::Check("redirect: to another scheme is not followed"));
+        }
         let ip: Option<std::net::IpAddr> =
             if url.host == "localhost" { Some([127, 0, 0, 1].into()) } else { url.host.parse().ok() };
         let ip = ip.ok_or(Failure::Check("redirect: only IP-literal or localhost hosts are followed"))?;
-        ((ip, url.port).into(), url.authority(), url.target.clone())
+        let tls = match tls {
+            Some(current) => Some(
+                crate::tls::Target::new(current.config.clone(), &url.host)
+                    .map_err(|_| Failure::Check("redirect: host is not a valid TLS name"))?,
+            ),
+            None => None,
+        };
+        ((ip, url.port).into(), url.authority(), url.target.clone(), tls)
     };
     let old = std::mem::take(&mut session.wbuf);
     let text = String::from_utf8_lossy(&old);
@@ -640,7 +660,7 @@ fn follow(
         out.extend_from_slice(body.as_bytes());
     }
     session.wbuf = out;
-    Ok((addr, authority))
+    Ok((addr, authority, tls))
 }
 
 fn micros(d: Duration) -> u64 {

@@ -37,6 +37,8 @@ pub struct Exchange {
 
 pub struct Conn {
     addr: SocketAddr,
+    /// HTTPS: the TLS configuration and server name; the session lives in `reader.tls`.
+    tls: Option<crate::tls::Target>,
     reader: Reader,
     writer: Writer,
     /// `reader.served` when the last `send` started: > 0 means the request went on a reused
@@ -50,6 +52,8 @@ pub struct Conn {
 /// first read go to the kernel in the same submission.
 struct Reader {
     half: Option<OwnedReadHalf<TcpStream>>,
+    /// HTTPS: rustls and its ciphertext buffer; `rbuf` then holds decrypted bytes.
+    tls: Option<crate::tls::Session<rustls::ClientConnection>>,
     /// Received bytes; `rbuf[pos..]` is not yet consumed.
     rbuf: Vec<u8>,
     pos: usize,
@@ -88,10 +92,17 @@ struct Writer {
 
 impl Conn {
     pub fn new(addr: SocketAddr) -> Conn {
+        Conn::with_tls(addr, None)
+    }
+
+    /// A connection to `addr`, over TLS when `tls` is given.
+    pub fn with_tls(addr: SocketAddr, tls: Option<crate::tls::Target>) -> Conn {
         Conn {
             addr,
+            tls,
             reader: Reader {
                 half: None,
+                tls: None,
                 rbuf: Vec::with_capacity(INIT_BUFFER_BYTES),
                 pos: 0,
                 served: 0,
@@ -110,20 +121,43 @@ impl Conn {
         self.addr
     }
 
+    /// The TLS target this connection speaks to, if HTTPS.
+    pub fn tls(&self) -> Option<&crate::tls::Target> {
+        self.tls.as_ref()
+    }
+
     pub fn is_connected(&self) -> bool {
         self.reader.half.is_some()
     }
 
-    /// Opens the TCP connection with `TCP_NODELAY`.
+    /// Opens the TCP connection with `TCP_NODELAY`, and runs the TLS handshake for HTTPS (the
+    /// timeout covers both).
     pub async fn connect(&mut self, timeout: Duration) -> Result<(), Failure> {
         self.close();
-        let connecting = TcpStream::connect_addr(self.addr);
-        let stream = match monoio::time::timeout(timeout, connecting).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => return Err(Failure::from_io(&err, Failure::Connect)),
+        let connecting = async {
+            let mut stream =
+                TcpStream::connect_addr(self.addr).await.map_err(|err| Failure::from_io(&err, Failure::Connect))?;
+            stream.set_nodelay(true).map_err(|err| Failure::from_io(&err, Failure::Connect))?;
+            let session = match &self.tls {
+                Some(target) => {
+                    let conn = rustls::ClientConnection::new(target.config.clone(), target.name.clone())
+                        .map_err(|e| Failure::Tls(crate::tls::describe(&crate::tls::TlsError::Tls(e))))?;
+                    let mut session = crate::tls::Session::new(conn);
+                    session.handshake(&mut stream).await.map_err(|err| match err {
+                        crate::tls::TlsError::Io(err) => Failure::from_io(&err, Failure::Connect),
+                        other => Failure::Tls(crate::tls::describe(&other)),
+                    })?;
+                    Some(session)
+                }
+                None => None,
+            };
+            Ok::<_, Failure>((stream, session))
+        };
+        let (stream, session) = match monoio::time::timeout(timeout, connecting).await {
+            Ok(result) => result?,
             Err(_) => return Err(Failure::ConnectTimeout(millis(timeout))),
         };
-        stream.set_nodelay(true).map_err(|err| Failure::from_io(&err, Failure::Connect))?;
+        self.reader.tls = session;
         let (read, write) = stream.into_split();
         self.reader.half = Some(read);
         self.writer.half = Some(write);
@@ -134,6 +168,7 @@ impl Conn {
     /// Drops the TCP connection and any buffered bytes; restores buffers lost to a cancelled op.
     pub fn close(&mut self) {
         self.reader.half = None;
+        self.reader.tls = None;
         self.writer.half = None;
         self.reader.served = 0;
         self.reader.pos = 0;
@@ -145,7 +180,7 @@ impl Conn {
 
     /// Writes `copies` back-to-back copies of `request` (pipelining when > 1) in one write.
     pub async fn send(&mut self, request: &[u8], copies: usize) -> Result<(), Failure> {
-        self.prepare_send(request, copies);
+        self.prepare_send(request, copies)?;
         self.writer.write().await
     }
 
@@ -158,7 +193,7 @@ impl Conn {
         copies: usize,
         head_request: bool,
     ) -> Result<Exchange, Failure> {
-        self.prepare_send(request, copies);
+        self.prepare_send(request, copies)?;
         // The first error ends both: a failed write must not leave the read waiting for a
         // response that will never come (the caller closes the connection after any failure).
         let ((), (exchange, keep_alive)) = monoio::try_join!(self.writer.write(), self.reader.receive(head_request))?;
@@ -168,14 +203,25 @@ impl Conn {
         Ok(exchange)
     }
 
-    fn prepare_send(&mut self, request: &[u8], copies: usize) {
+    /// Fills the write buffer with the request bytes (sealed into TLS records for HTTPS).
+    fn prepare_send(&mut self, request: &[u8], copies: usize) -> Result<(), Failure> {
         let wbuf = &mut self.writer.wbuf;
         wbuf.clear();
-        for _ in 0..copies {
-            wbuf.extend_from_slice(request);
+        match self.reader.tls.as_mut() {
+            Some(session) => {
+                for _ in 0..copies {
+                    session.seal(request, wbuf).map_err(|err| tls_failure(&err, Failure::Write))?;
+                }
+            }
+            None => {
+                for _ in 0..copies {
+                    wbuf.extend_from_slice(request);
+                }
+            }
         }
         self.served_at_send = self.reader.served;
         self.reader.received_since_send = 0;
+        Ok(())
     }
 
     /// Reads one complete response: skips interim 1xx heads, parses the final head, consumes the
@@ -298,9 +344,16 @@ impl Reader {
         };
         let len = self.rbuf.len();
         let space = self.rbuf.capacity() - len;
-        let (result, slice) = half.read(std::mem::take(&mut self.rbuf).slice_mut(len..)).await;
-        self.rbuf = slice.into_inner();
-        let n = result.map_err(|err| Failure::from_io(&err, Failure::Read))?;
+        let n = match self.tls.as_mut() {
+            Some(session) => {
+                session.fill(half, &mut self.rbuf).await.map_err(|err| tls_failure(&err, Failure::Read))?
+            }
+            None => {
+                let (result, slice) = half.read(std::mem::take(&mut self.rbuf).slice_mut(len..)).await;
+                self.rbuf = slice.into_inner();
+                result.map_err(|err| Failure::from_io(&err, Failure::Read))?
+            }
+        };
         self.received_at = Instant::now();
         self.grow = n == space;
         self.received_since_send += n;
@@ -325,6 +378,14 @@ impl Reader {
             self.rbuf.reserve(2 * capacity.max(INIT_BUFFER_BYTES) - self.rbuf.len());
         }
         self.grow = false;
+    }
+}
+
+/// A TLS error after the handshake: socket errors keep their errno (read or write side).
+fn tls_failure(err: &crate::tls::TlsError, io: fn(i32) -> Failure) -> Failure {
+    match err {
+        crate::tls::TlsError::Io(err) => Failure::from_io(err, io),
+        other => Failure::Tls(crate::tls::describe(other)),
     }
 }
 

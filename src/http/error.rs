@@ -26,6 +26,8 @@ pub enum Failure {
     Status(u16),
     /// A check on the response failed; the text says which (made once when the plan is built).
     Check(&'static str),
+    /// The TLS handshake or a TLS record failed (`tls::describe`).
+    Tls(&'static str),
 }
 
 /// The counters a failure is grouped under in summaries.
@@ -43,7 +45,7 @@ pub enum FailureKind {
 impl Failure {
     pub fn kind(self) -> FailureKind {
         match self {
-            Failure::Connect(_) => FailureKind::Connect,
+            Failure::Connect(_) | Failure::Tls(_) => FailureKind::Connect,
             Failure::ConnectTimeout(_) | Failure::Timeout(_) => FailureKind::Timeout,
             Failure::Write(_) => FailureKind::Write,
             Failure::Read(_) | Failure::Closed => FailureKind::Read,
@@ -107,6 +109,7 @@ impl fmt::Display for Failure {
             Failure::Timeout(ms) => write!(f, "timeout after {}", describe_ms(ms)),
             Failure::Parse(err) => write!(f, "bad response: {err}"),
             Failure::Check(text) => write!(f, "check failed: {text}"),
+            Failure::Tls(text) => write!(f, "tls: {text}"),
             Failure::Status(code) => {
                 let reason = http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
                 if reason.is_empty() {

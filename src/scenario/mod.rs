@@ -213,6 +213,8 @@ pub struct JsonCheckDef {
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub host: Option<String>,
+    /// TLS flags (`--insecure`, `--ca-cert`, `--client-cert/--client-key`) for https hosts.
+    pub tls: crate::tls::ClientOptions,
     pub timeout: Option<Duration>,
     pub tags: Vec<String>,
     pub exclude_tags: Vec<String>,
@@ -255,6 +257,7 @@ pub fn compile_str(
         vars: Vars::default(),
         pools: Vec::new(),
         max_timeout: overrides.timeout.unwrap_or(Duration::from_secs(60)),
+        tls_config: std::cell::OnceCell::new(),
     };
     let settings = compiler.compile(file)?;
     Ok((compiler.plan, settings))
@@ -296,6 +299,8 @@ struct Compiler<'a> {
     vars: Vars,
     pools: Vec<String>,
     max_timeout: Duration,
+    /// The client TLS configuration, built at the first https host.
+    tls_config: std::cell::OnceCell<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Where relative paths of a user type go.
@@ -303,6 +308,7 @@ struct Compiler<'a> {
 struct Host {
     url: Url,
     addr: SocketAddr,
+    tls: Option<crate::tls::Target>,
 }
 
 impl template::Scope for Compiler<'_> {
@@ -432,7 +438,20 @@ impl Compiler<'_> {
         };
         let url = Url::parse(text).map_err(fail)?;
         let addr = url.resolve().map_err(|e| fail(format!("{e:#}")))?;
-        Ok(Host { url, addr })
+        let tls = match url.tls {
+            true => {
+                let config = match self.tls_config.get() {
+                    Some(config) => config.clone(),
+                    None => {
+                        let config = crate::tls::client_config(&self.overrides.tls).map_err(fail)?;
+                        self.tls_config.get_or_init(|| config).clone()
+                    }
+                };
+                Some(crate::tls::Target::new(config, &url.host).map_err(fail)?)
+            }
+            false => None,
+        };
+        Ok(Host { url, addr, tls })
     }
 
     fn data_file(&mut self, data: &Spanned<DataDef>) -> Result2<DataFile> {
@@ -701,28 +720,28 @@ impl Compiler<'_> {
         let method = method.to_string();
         // Absolute URL or a path on the user's host.
         let raw = url.get_ref();
-        let (addr, authority, target_text, target_at) = if raw.starts_with("http://") || raw.starts_with("https://") {
-            let after_scheme = raw.find("://").expect("checked") + 3;
-            let path_start = raw[after_scheme..].find('/').map_or(raw.len(), |i| after_scheme + i);
-            if raw[..path_start].contains("{{") {
-                return Err(self.error(url.span().start, "the scheme and host of a URL cannot be templated"));
-            }
-            let host = self.host(&raw[..path_start], Some(url.span().start))?;
-            let path = if path_start == raw.len() { "/" } else { &raw[path_start..] };
-            (host.addr, host.url.authority(), path.to_string(), url.span().start + path_start)
-        } else if raw.starts_with('/') {
-            let Some(host) = host else {
-                return Err(self.error(
+        let (addr, tls, authority, target_text, target_at) =
+            if raw.starts_with("http://") || raw.starts_with("https://") {
+                let after_scheme = raw.find("://").expect("checked") + 3;
+                let path_start = raw[after_scheme..].find('/').map_or(raw.len(), |i| after_scheme + i);
+                if raw[..path_start].contains("{{") {
+                    return Err(self.error(url.span().start, "the scheme and host of a URL cannot be templated"));
+                }
+                let host = self.host(&raw[..path_start], Some(url.span().start))?;
+                let path = if path_start == raw.len() { "/" } else { &raw[path_start..] };
+                (host.addr, host.tls, host.url.authority(), path.to_string(), url.span().start + path_start)
+            } else if raw.starts_with('/') {
+                let Some(host) = host else {
+                    return Err(self.error(
                     url.span().start,
                     "a relative path needs a host: set `host` at the top of the file or in [[user]], or pass -H/--host",
                 ));
+                };
+                (host.addr, host.tls.clone(), host.url.authority(), raw.clone(), url.span().start)
+            } else {
+                return Err(self
+                    .error(url.span().start, format!("\"{raw}\": expected a path starting with / or an http:// URL")));
             };
-            (host.addr, host.url.authority(), raw.clone(), url.span().start)
-        } else {
-            return Err(
-                self.error(url.span().start, format!("\"{raw}\": expected a path starting with / or an http:// URL"))
-            );
-        };
         let mut target = self.template_at(&target_text, target_at, Escape::Raw, &|s| s.to_string())?;
         if !def.query.is_empty() {
             let mut separator = if target_text.contains('?') { "&" } else { "?" };
@@ -822,6 +841,7 @@ impl Compiler<'_> {
             idempotent: matches!(method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS"),
             method,
             addr,
+            tls,
             authority,
             target,
             headers,

@@ -36,6 +36,26 @@ struct Counter(AtomicU64);
 pub struct Server {
     pub addr: SocketAddr,
     served: Arc<Vec<Counter>>,
+    handshakes: Arc<Handshakes>,
+}
+
+/// TLS handshakes completed: full and resumed, and how many carried SNI and agreed on ALPN
+/// `http/1.1`.
+#[derive(Default)]
+struct Handshakes {
+    full: AtomicU64,
+    resumed: AtomicU64,
+    sni: AtomicU64,
+    alpn_http11: AtomicU64,
+}
+
+/// A snapshot of the target's TLS handshake counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsCounts {
+    pub full: u64,
+    pub resumed: u64,
+    pub sni: u64,
+    pub alpn_http11: u64,
 }
 
 impl Server {
@@ -43,10 +63,37 @@ impl Server {
     pub fn served(&self) -> u64 {
         self.served.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
     }
+
+    /// TLS handshakes so far.
+    pub fn handshakes(&self) -> TlsCounts {
+        let h = &self.handshakes;
+        TlsCounts {
+            full: h.full.load(Ordering::Relaxed),
+            resumed: h.resumed.load(Ordering::Relaxed),
+            sni: h.sni.load(Ordering::Relaxed),
+            alpn_http11: h.alpn_http11.load(Ordering::Relaxed),
+        }
+    }
 }
+
+/// The target's default certificate and key for `--tls`: a test certificate for localhost,
+/// 127.0.0.1 and ::1, signed by the test CA in `tests/tls/ca.pem` (trust it with
+/// `--ca-cert tests/tls/ca.pem`, or use `--insecure`).
+pub const TEST_CERT_PEM: &[u8] = include_bytes!("../../tests/tls/server.pem");
+pub const TEST_KEY_PEM: &[u8] = include_bytes!("../../tests/tls/server.key");
 
 /// Binds `threads` listeners on `addr` (port 0 picks one) and serves on pinned threads.
 pub fn start(addr: SocketAddr, threads: usize, cpus: &[Option<usize>]) -> Result<Server> {
+    start_with(addr, threads, cpus, None)
+}
+
+/// As `start`, serving HTTPS when `tls` is given.
+pub fn start_with(
+    addr: SocketAddr,
+    threads: usize,
+    cpus: &[Option<usize>],
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Server> {
     let first = bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -54,23 +101,33 @@ pub fn start(addr: SocketAddr, threads: usize, cpus: &[Option<usize>]) -> Result
         listeners.push(bind(addr).with_context(|| format!("cannot listen on {addr}"))?);
     }
     let served: Arc<Vec<Counter>> = Arc::new((0..threads).map(|_| Counter::default()).collect());
+    let handshakes = Arc::new(Handshakes::default());
     for (index, listener) in listeners.into_iter().enumerate() {
         let core = cpus.get(index).copied().flatten();
         let served = served.clone();
+        let shared = Shared { served, handshakes: handshakes.clone(), tls: tls.clone() };
         std::thread::Builder::new()
             .name(format!("swarmer-target-{index}"))
             .spawn(move || {
                 if let Some(core) = core {
                     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
                 }
-                let result = crate::runtime::block_on(Io::Auto, true, 4096, |_| accept_loop(listener, served, index));
+                let result = crate::runtime::block_on(Io::Auto, true, 4096, |_| accept_loop(listener, shared, index));
                 if let Err(err) = result.map_err(anyhow::Error::from).and_then(|r| r) {
                     eprintln!("swarmer target: thread {index}: {err:#}");
                 }
             })
             .context("cannot start a target thread")?;
     }
-    Ok(Server { addr, served })
+    Ok(Server { addr, served, handshakes })
+}
+
+/// What every connection of the target shares.
+#[derive(Clone)]
+struct Shared {
+    served: Arc<Vec<Counter>>,
+    handshakes: Arc<Handshakes>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -83,13 +140,13 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-async fn accept_loop(listener: std::net::TcpListener, served: Arc<Vec<Counter>>, index: usize) -> Result<()> {
+async fn accept_loop(listener: std::net::TcpListener, shared: Shared, index: usize) -> Result<()> {
     let listener = TcpListener::from_std(listener)?;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(serve(stream, served.clone(), index));
+                monoio::spawn(serve(stream, shared.clone(), index));
             }
             // Out of descriptors or similar: back off instead of spinning.
             Err(_) => monoio::time::sleep(Duration::from_millis(10)).await,
@@ -97,20 +154,49 @@ async fn accept_loop(listener: std::net::TcpListener, served: Arc<Vec<Counter>>,
     }
 }
 
-async fn serve(mut stream: TcpStream, served: Arc<Vec<Counter>>, index: usize) {
+/// A TLS connection's session and its sealed-output buffer.
+type TlsState = (crate::tls::Session<rustls::ServerConnection>, Vec<u8>);
+
+async fn serve(mut stream: TcpStream, shared: Shared, index: usize) {
+    let mut tls: Option<TlsState> = None;
+    if let Some(config) = &shared.tls {
+        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { return };
+        let mut session = crate::tls::Session::new(conn);
+        if session.handshake(&mut stream).await.is_err() {
+            return;
+        }
+        let counter = match session.conn.handshake_kind() {
+            Some(rustls::HandshakeKind::Resumed) => &shared.handshakes.resumed,
+            _ => &shared.handshakes.full,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if session.conn.server_name().is_some() {
+            shared.handshakes.sni.fetch_add(1, Ordering::Relaxed);
+        }
+        if session.conn.alpn_protocol() == Some(b"http/1.1") {
+            shared.handshakes.alpn_http11.fetch_add(1, Ordering::Relaxed);
+        }
+        tls = Some((session, Vec::with_capacity(BUFFER_BYTES)));
+    }
     let mut rbuf: Vec<u8> = Vec::with_capacity(BUFFER_BYTES);
     let mut wbuf: Vec<u8> = Vec::with_capacity(BUFFER_BYTES);
-    let counter = &served[index].0;
+    let counter = &shared.served[index].0;
     loop {
         if rbuf.len() == rbuf.capacity() {
             rbuf.reserve(BUFFER_BYTES);
         }
         let len = rbuf.len();
-        let (result, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(rbuf, len..)).await;
-        rbuf = slice.into_inner();
-        match result {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        let read = match tls.as_mut() {
+            Some((session, _)) => session.fill(&mut stream, &mut rbuf).await.ok(),
+            None => {
+                let (result, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(rbuf, len..)).await;
+                rbuf = slice.into_inner();
+                result.ok()
+            }
+        };
+        match read {
+            Some(0) | None => return,
+            Some(_) => {}
         }
         let mut pos = 0;
         let mut close = false;
@@ -129,7 +215,7 @@ async fn serve(mut stream: TcpStream, served: Arc<Vec<Counter>>, index: usize) {
                     response.write_into(&mut wbuf);
                 }
                 Action::Delay(pause, response) => {
-                    if !flush(&mut stream, &mut wbuf).await {
+                    if !flush(&mut stream, &mut wbuf, &mut tls).await {
                         return;
                     }
                     crate::runtime::sleep_precisely(pause).await;
@@ -144,19 +230,31 @@ async fn serve(mut stream: TcpStream, served: Arc<Vec<Counter>>, index: usize) {
             }
         }
         rbuf.drain(..pos);
-        if !flush(&mut stream, &mut wbuf).await || close {
+        if !flush(&mut stream, &mut wbuf, &mut tls).await || close {
             return;
         }
     }
 }
 
-/// Writes and clears `wbuf`; false when the peer is gone.
-async fn flush(stream: &mut TcpStream, wbuf: &mut Vec<u8>) -> bool {
+/// Writes and clears `wbuf` (sealed into TLS records first, for HTTPS); false when the peer is
+/// gone.
+async fn flush(stream: &mut TcpStream, wbuf: &mut Vec<u8>, tls: &mut Option<TlsState>) -> bool {
     if wbuf.is_empty() {
         return true;
     }
-    let (result, mut buf) = stream.write_all(std::mem::take(wbuf)).await;
+    let out = match tls.as_mut() {
+        Some((session, sealed)) => {
+            sealed.clear();
+            if session.seal(wbuf, sealed).is_err() {
+                return false;
+            }
+            wbuf.clear();
+            sealed
+        }
+        None => wbuf,
+    };
+    let (result, mut buf) = stream.write_all(std::mem::take(out)).await;
     buf.clear();
-    *wbuf = buf;
+    *out = buf;
     result.is_ok()
 }
