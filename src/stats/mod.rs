@@ -57,6 +57,9 @@ pub struct EndpointStats {
     pub clamped: u64,
     /// Requests in flight when the run was stopped: neither success nor failure.
     pub cancelled: u64,
+    /// Requests started. Over a whole run, `started = count + cancelled` (every start ends as
+    /// a success, a failure, or cancelled; nothing is dropped).
+    pub started: u64,
     pub errors: Vec<ErrorCount>,
     /// Open model only: the raw service time (from the actual send), beside `hist`, which
     /// counts from the intended start. Made on first use, then reset and reused.
@@ -76,6 +79,7 @@ impl EndpointStats {
             max_us: 0,
             clamped: 0,
             cancelled: 0,
+            started: 0,
             errors: Vec::new(),
             service: None,
         }
@@ -141,6 +145,7 @@ impl EndpointStats {
         self.max_us = self.max_us.max(other.max_us);
         self.clamped += other.clamped;
         self.cancelled += other.cancelled;
+        self.started += other.started;
         for error in &other.errors {
             self.add_error(*error);
         }
@@ -163,6 +168,7 @@ impl EndpointStats {
         self.max_us = 0;
         self.clamped = 0;
         self.cancelled = 0;
+        self.started = 0;
         self.errors.clear();
         if let Some(service) = self.service.as_mut() {
             service.reset();
@@ -297,6 +303,7 @@ impl CoreStats {
     #[inline]
     pub fn start(&mut self, endpoint: usize) {
         self.in_flight[endpoint] += 1;
+        self.current.endpoints[endpoint].started += 1;
     }
 
     /// A started request completed successfully.
