@@ -185,7 +185,8 @@ fn a_slow_drip_completes_and_its_time_is_measured() {
 #[test]
 fn malformed_and_oversized_heads() {
     use swarmer::http::ParseError;
-    let cases: [(fn(TcpStream), Failure, &str); 3] = [
+    type Case = (fn(TcpStream), Failure, &'static str);
+    let cases: [Case; 3] = [
         (|s| answer_each(s, b"HTTP/1.1 abc OK\r\n\r\n"), Failure::Parse(ParseError::Head), "malformed status line"),
         (
             |s| {
