@@ -176,6 +176,7 @@ pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
         tags: args.tags.clone(),
         exclude_tags: args.exclude_tags.clone(),
         tls: args.tls_options().map_err(|e| usage(anyhow::anyhow!(e)))?,
+        sandbox: false,
     };
     let base = Plan::empty(workers, args.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
     let (mut plan, file) = scenario::load(path, &overrides, base).map_err(|e| usage(e.into()))?;

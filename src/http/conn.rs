@@ -288,6 +288,8 @@ impl Reader {
     async fn receive(&mut self, head_request: bool) -> Result<(Exchange, bool), Failure> {
         let head = loop {
             match parse_head(&self.rbuf[self.pos..], head_request) {
+                // However the bytes arrived (one read or many), a head over the limit is refused.
+                Ok(Some(head)) if head.len > MAX_HEAD_BYTES => return Err(Failure::Parse(ParseError::HeadTooLarge)),
                 Ok(Some(head)) if head.is_interim() => self.pos += head.len,
                 Ok(Some(head)) => {
                     if let Some(kept) = self.kept.as_mut() {

@@ -215,6 +215,9 @@ pub struct Overrides {
     pub host: Option<String>,
     /// TLS flags (`--insecure`, `--ca-cert`, `--client-cert/--client-key`) for https hosts.
     pub tls: crate::tls::ClientOptions,
+    /// Compile without touching the outside world (the fuzzer): hosts must be IP literals or
+    /// localhost (no DNS), and data and body files are not read.
+    pub sandbox: bool,
     pub timeout: Option<Duration>,
     pub tags: Vec<String>,
     pub exclude_tags: Vec<String>,
@@ -245,8 +248,17 @@ pub fn compile_str(
     base: Plan,
 ) -> Result<(Plan, FileSettings), ScenarioError> {
     let file: FileDef = toml::from_str(text).map_err(|e| {
-        let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
-        ScenarioError { file: path.to_path_buf(), line, col, message: toml_message(e.message()) }
+        let at = e.span().map_or(0, |span| span.start);
+        let (line, col) = line_col(text, at);
+        let mut message = toml_message(e.message());
+        if message.is_empty() {
+            // The parser gives no message for some bad characters (control characters).
+            message = match text.get(at..).and_then(|rest| rest.chars().next()) {
+                Some(c) => format!("invalid character {c:?} here (TOML allows no control characters but tab)"),
+                None => "invalid TOML here".into(),
+            };
+        }
+        ScenarioError { file: path.to_path_buf(), line, col, message }
     })?;
     let mut compiler = Compiler {
         text,
@@ -437,7 +449,15 @@ impl Compiler<'_> {
             None => self.error(0, format!("--host: {message}")),
         };
         let url = Url::parse(text).map_err(fail)?;
-        let addr = url.resolve().map_err(|e| fail(format!("{e:#}")))?;
+        let addr = if self.overrides.sandbox {
+            let ip: std::net::IpAddr = match url.host.as_str() {
+                "localhost" => [127, 0, 0, 1].into(),
+                host => host.parse().map_err(|_| fail("host names are not resolved in a sandboxed compile".into()))?,
+            };
+            (ip, url.port).into()
+        } else {
+            url.resolve().map_err(|e| fail(format!("{e:#}")))?
+        };
         let tls = match url.tls {
             true => {
                 let config = match self.tls_config.get() {
@@ -466,6 +486,9 @@ impl Compiler<'_> {
                 );
             }
         };
+        if self.overrides.sandbox {
+            return Err(self.error(def.file.span().start, "files are not read in a sandboxed compile"));
+        }
         let file = self.dir.join(def.file.get_ref());
         let mut reader = csv::Reader::from_path(&file)
             .map_err(|e| self.error(def.file.span().start, format!("cannot read {}: {e}", file.display())))?;
@@ -777,6 +800,9 @@ impl Compiler<'_> {
         } else if let Some(body) = &def.body {
             Some((None, self.template(body, Escape::Raw)?))
         } else if let Some(file) = &def.body_file {
+            if self.overrides.sandbox {
+                return Err(self.error(file.span().start, "files are not read in a sandboxed compile"));
+            }
             let full = self.dir.join(file.get_ref());
             let bytes = std::fs::read(&full)
                 .map_err(|e| self.error(file.span().start, format!("cannot read {}: {e}", full.display())))?;
@@ -1122,5 +1148,15 @@ fn toml_to_json(value: &toml::Value) -> Value {
 /// Texts for reports (check messages, step paths) live as long as the process: made once per
 /// plan, so `Failure` stays `Copy` on the hot path.
 fn leak(text: String) -> &'static str {
-    Box::leak(text.into_boxed_str())
+    // Interned: compiling the same file again (tests, setup/teardown plans) leaks nothing more;
+    // what stays is one copy of each distinct message.
+    static INTERNED: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> = std::sync::Mutex::new(None);
+    let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let set = interned.get_or_insert_with(Default::default);
+    if let Some(existing) = set.get(text.as_str()) {
+        return existing;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    set.insert(leaked);
+    leaked
 }
