@@ -139,5 +139,13 @@ fn scenario_files_use_https_hosts_with_the_same_flags() {
     let (code, text) = run(&["-f", file.to_str().unwrap(), "-t", "1s", "--only-summary"]);
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("unknown issuer"), "{text}");
+    // Per host in the file: `insecure_hosts` skips verification for those hosts only.
+    let body = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("insecure_hosts = [\"localhost\"]\n{body}")).unwrap();
+    let (code, text) = run(&["-f", file.to_str().unwrap(), "-t", "1s", "--only-summary"]);
+    assert_eq!(code, 0, "{text}");
+    std::fs::write(&file, format!("insecure_hosts = [\"127.0.0.1\"]\n{body}")).unwrap();
+    let (code, text) = run(&["-f", file.to_str().unwrap(), "-t", "1s", "--only-summary"]);
+    assert_eq!(code, 3, "another host's certificate is still verified: {text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -51,6 +51,9 @@ pub struct FileDef {
     pub stages: Option<Spanned<String>>,
     pub shape: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
+    /// HTTPS hosts whose certificates are not verified (as `--insecure`, for these hosts only).
+    #[serde(default)]
+    pub insecure_hosts: Vec<String>,
     #[serde(default)]
     pub thresholds: Vec<Spanned<String>>,
     #[serde(default)]
@@ -270,6 +273,8 @@ pub fn compile_str(
         pools: Vec::new(),
         max_timeout: overrides.timeout.unwrap_or(Duration::from_secs(60)),
         tls_config: std::cell::OnceCell::new(),
+        insecure_config: std::cell::OnceCell::new(),
+        insecure_hosts: Vec::new(),
     };
     let settings = compiler.compile(file)?;
     Ok((compiler.plan, settings))
@@ -311,8 +316,10 @@ struct Compiler<'a> {
     vars: Vars,
     pools: Vec<String>,
     max_timeout: Duration,
-    /// The client TLS configuration, built at the first https host.
+    /// The client TLS configurations (verifying, and `insecure_hosts`'), built at first use.
     tls_config: std::cell::OnceCell<std::sync::Arc<rustls::ClientConfig>>,
+    insecure_config: std::cell::OnceCell<std::sync::Arc<rustls::ClientConfig>>,
+    insecure_hosts: Vec<String>,
 }
 
 /// Where relative paths of a user type go.
@@ -344,6 +351,7 @@ impl Compiler<'_> {
     }
 
     fn compile(&mut self, file: FileDef) -> Result2<FileSettings> {
+        self.insecure_hosts = file.insecure_hosts.clone();
         let shape = match (&file.stages, &file.shape) {
             (Some(_), Some(shape)) => return Err(self.error(shape.span().start, "give stages or shape, not both")),
             (Some(stages), None) => {
@@ -460,11 +468,19 @@ impl Compiler<'_> {
         };
         let tls = match url.tls {
             true => {
-                let config = match self.tls_config.get() {
+                let insecure = self.insecure_hosts.iter().any(|h| h.eq_ignore_ascii_case(&url.host));
+                let (cell, options) = match insecure {
+                    true => (
+                        &self.insecure_config,
+                        crate::tls::ClientOptions { insecure: true, ..self.overrides.tls.clone() },
+                    ),
+                    false => (&self.tls_config, self.overrides.tls.clone()),
+                };
+                let config = match cell.get() {
                     Some(config) => config.clone(),
                     None => {
-                        let config = crate::tls::client_config(&self.overrides.tls).map_err(fail)?;
-                        self.tls_config.get_or_init(|| config).clone()
+                        let config = crate::tls::client_config(&options).map_err(fail)?;
+                        cell.get_or_init(|| config).clone()
                     }
                 };
                 Some(crate::tls::Target::new(config, &url.host).map_err(fail)?)
