@@ -583,4 +583,16 @@ fn keys_add_and_remove_users_and_change_the_rate() {
     // keys by the process start, so second 1 is mixed and not checked).
     assert!(per_second[0].abs_diff(200) <= 10, "{per_second:?}");
     assert!(per_second[2].abs_diff(300) <= 15 && per_second[3].abs_diff(300) <= 15, "{per_second:?}");
+
+    // Down to 0 % at 0.5 s (ten S), back to 50 % at 1.5 s (five W): no starts while at 0, and
+    // none made up afterwards (a burst would put ~150 in second 1).
+    let (code, stdout, stderr, _) = run_with_keys(
+        &["--rate", "200", "-t", "3s", "--only-summary", "--csv", csv, &url],
+        &[(Duration::from_millis(500), "SSSSSSSSSS"), (Duration::from_millis(1500), "WWWWW")],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("Rate: 0.0/s (0% of --rate)") && stderr.contains("Rate: 100.0/s (50% of --rate)"));
+    let per_second = history_requests_per_second(&prefix);
+    assert!((30..=70).contains(&per_second[1]), "{per_second:?}");
+    assert!(per_second[2].abs_diff(100) <= 10, "{per_second:?}");
 }

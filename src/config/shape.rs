@@ -219,6 +219,16 @@ impl Schedule {
         }
     }
 
+    /// Picks the schedule up again at `t` seconds after a pause (live control at 0 %): the next
+    /// start is due at `t`, none for the paused stretch.
+    pub fn resume_at(&mut self, t: f64) {
+        if t > self.t {
+            self.t = t;
+            self.integral = self.next;
+            self.stepping = true;
+        }
+    }
+
     fn rate_at(&self, t: f64) -> f64 {
         self.scale
             * match &self.shape {
@@ -341,6 +351,16 @@ mod tests {
         let rest: Vec<f64> = schedule.map(|d| d.as_secs_f64()).collect();
         assert!(rest.len().abs_diff(150) <= 1, "{}", rest.len());
         assert!((rest[0] - (0.99 + 1.0 / 150.0)).abs() < 1e-3, "{}", rest[0]);
+    }
+
+    #[test]
+    fn a_paused_schedule_resumes_without_a_burst() {
+        let mut schedule = Schedule::new(100.0, None, Some(Duration::from_secs(3)), 0, 1);
+        assert_eq!(schedule.by_ref().take(100).count(), 100); // the first second
+        schedule.resume_at(2.0); // paused from 1 s to 2 s
+        let rest: Vec<f64> = schedule.map(|d| d.as_secs_f64()).collect();
+        assert!((rest[0] - 2.0).abs() < 1e-9, "{}", rest[0]);
+        assert!(rest.len().abs_diff(100) <= 1, "{}", rest.len());
     }
 
     #[test]

@@ -279,9 +279,24 @@ async fn arrivals(worker: Rc<Worker>) {
         crate::config::Schedule::new(rate, plan.shape.clone(), plan.run_time, worker.index, plan.workers.len());
     let mut pool = plan.users_of_worker(worker.index);
     let mut previous = run.start;
+    let mut paused = false;
     loop {
         if plan.live_control {
-            schedule.set_scale(run.live.rate_permille.load(Ordering::Relaxed) as f64 / 1000.0);
+            let permille = run.live.rate_permille.load(Ordering::Relaxed);
+            if permille == 0 {
+                // Keys took the rate to 0: no starts until they raise it, none made up after.
+                if worker.stopping.get() || plan.run_time.is_some_and(|t| run.start.elapsed() >= t) {
+                    break;
+                }
+                paused = true;
+                monoio::time::sleep(SHAPE_STEP).await;
+                continue;
+            }
+            if paused {
+                schedule.resume_at(run.start.elapsed().as_secs_f64());
+                paused = false;
+            }
+            schedule.set_scale(permille as f64 / 1000.0);
         }
         let Some(due) = schedule.next() else { break };
         let intended = run.start + due;
