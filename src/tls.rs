@@ -10,7 +10,7 @@
 //! are still checked); client certificates (mTLS); SNI from the URL's host; ALPN `http/1.1`;
 //! session resumption from an in-memory cache shared by all connections of the run.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::ops::DerefMut;
 use std::path::Path;
 use std::sync::Arc;
@@ -232,10 +232,21 @@ where
         }
     }
 
-    /// Seals `plain` and anything rustls has pending (alerts, key updates) into `out`.
-    pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        self.conn.writer().write_all(plain).map_err(TlsError::Io)?;
-        self.flush_into(out)
+    /// Seals `plain` and anything rustls has pending (alerts, key updates) into `out`. rustls
+    /// buffers at most 64 KiB of plaintext, so larger writes go in turns: take what it accepts,
+    /// move the records out, repeat.
+    pub fn seal(&mut self, mut plain: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        loop {
+            let taken = self.conn.writer().write(plain).map_err(TlsError::Io)?;
+            plain = &plain[taken..];
+            self.flush_into(out)?;
+            if plain.is_empty() {
+                return Ok(());
+            }
+            if taken == 0 && !self.conn.wants_write() {
+                return Err(TlsError::Io(io::ErrorKind::WriteZero.into()));
+            }
+        }
     }
 
     /// Appends rustls's pending records to `out`.
@@ -246,23 +257,25 @@ where
         Ok(())
     }
 
-    /// Decrypted bytes appended to `into` (which must have spare capacity): how many, 0 at the
-    /// end of the stream (close_notify, or TCP closed).
+    /// Decrypted bytes appended to `into` (which must have spare capacity; it is not grown): how
+    /// many, 0 at the end of the stream (close_notify, or TCP closed). One copy, from rustls's
+    /// plaintext queue into the free part of `into`.
     pub async fn fill<R: AsyncReadRent>(&mut self, stream: &mut R, into: &mut Vec<u8>) -> Result<usize, TlsError> {
         loop {
-            let len = into.len();
-            into.resize(into.capacity(), 0);
-            let read = self.conn.reader().read(&mut into[len..]);
-            match read {
-                Ok(n) => {
-                    into.truncate(len + n);
-                    return Ok(n);
+            let room = into.capacity() - into.len();
+            let mut reader = self.conn.reader();
+            let copied = match reader.fill_buf() {
+                Ok(chunk) => {
+                    let n = chunk.len().min(room);
+                    into.extend_from_slice(&chunk[..n]);
+                    Some(n)
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => into.truncate(len),
-                Err(err) => {
-                    into.truncate(len);
-                    return Err(TlsError::Io(err));
-                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => None,
+                Err(err) => return Err(TlsError::Io(err)),
+            };
+            if let Some(n) = copied {
+                reader.consume(n);
+                return Ok(n);
             }
             if self.pos == self.cipher.len() && self.read_cipher(stream).await? == 0 {
                 return Ok(0);

@@ -44,6 +44,14 @@ fn verified_https_with_a_ca_sni_and_alpn() {
     // Keep-alive: one handshake per user (4), each with SNI "localhost" and ALPN http/1.1.
     assert_eq!(tls.full + tls.resumed, 4, "{tls:?}");
     assert_eq!((tls.sni, tls.alpn_http11), (4, 4), "{tls:?}");
+    // Bodies of many TLS records, larger than the read buffer, plain and chunked: every
+    // response complete (a lost or duplicated plaintext byte would break the framing).
+    for path in ["bytes/200000", "chunked/100000"] {
+        let url = format!("https://localhost:{}/{path}", server.addr.port());
+        let (code, text) = run(&["-u", "2", "-r", "100", "-t", "1s", "--only-summary", "--ca-cert", CA, &url]);
+        assert_eq!(code, 0, "{path}: {text}");
+        assert!(requests(&text) > 10, "{path}: {text}");
+    }
 }
 
 #[test]

@@ -141,12 +141,9 @@ impl Conn {
             let session = match &self.tls {
                 Some(target) => {
                     let conn = rustls::ClientConnection::new(target.config.clone(), target.name.clone())
-                        .map_err(|e| Failure::Tls(crate::tls::describe(&crate::tls::TlsError::Tls(e))))?;
+                        .map_err(|e| tls_failure(&crate::tls::TlsError::Tls(e), Failure::Connect))?;
                     let mut session = crate::tls::Session::new(conn);
-                    session.handshake(&mut stream).await.map_err(|err| match err {
-                        crate::tls::TlsError::Io(err) => Failure::from_io(&err, Failure::Connect),
-                        other => Failure::Tls(crate::tls::describe(&other)),
-                    })?;
+                    session.handshake(&mut stream).await.map_err(|err| tls_failure(&err, Failure::Connect))?;
                     Some(session)
                 }
                 None => None,
@@ -383,7 +380,8 @@ impl Reader {
     }
 }
 
-/// A TLS error after the handshake: socket errors keep their errno (read or write side).
+/// A TLS error: socket errors keep their errno (connect, read or write side), the others their
+/// cause.
 fn tls_failure(err: &crate::tls::TlsError, io: fn(i32) -> Failure) -> Failure {
     match err {
         crate::tls::TlsError::Io(err) => Failure::from_io(err, io),
