@@ -317,21 +317,34 @@ fn interim_100_continue_and_a_response_before_the_request_body() {
     );
 }
 
+/// Responses the restarted server sent after coming back (for `a_server_restarted_mid_run`).
+static ANSWERED_AFTER_RESTART: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 #[test]
 fn a_server_restarted_mid_run() {
+    use std::sync::atomic::Ordering;
     // Serves for 0.5 s, is down (refusing) for 0.3 s, then serves again on the same port.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
-        let serve_until = |listener: TcpListener, until: Instant| {
+        let serve_until = |listener: TcpListener, until: Instant, after_restart: bool| {
             listener.set_nonblocking(true).unwrap();
             let mut open = Vec::new();
             while Instant::now() < until {
                 match listener.accept() {
-                    Ok((stream, _)) => {
+                    Ok((mut stream, _)) => {
                         stream.set_nonblocking(false).unwrap();
                         let keep = stream.try_clone().unwrap();
-                        thread::spawn(move || answer_each(stream, OK));
+                        thread::spawn(move || {
+                            while read_head(&mut stream) {
+                                if stream.write_all(OK).is_err() {
+                                    return;
+                                }
+                                if after_restart {
+                                    ANSWERED_AFTER_RESTART.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        });
                         open.push(keep);
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
@@ -342,15 +355,24 @@ fn a_server_restarted_mid_run() {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
             }
         };
-        serve_until(listener, Instant::now() + Duration::from_millis(500));
+        serve_until(listener, Instant::now() + Duration::from_millis(500), false);
         thread::sleep(Duration::from_millis(300));
         let again = TcpListener::bind(addr).unwrap();
-        serve_until(again, Instant::now() + Duration::from_secs(5));
+        serve_until(again, Instant::now() + Duration::from_secs(5), true);
     });
     let outcome = execute(addr, 1.5);
     let stats = &outcome.summary.endpoints[0];
-    assert!(stats.count - stats.failures > 20, "successes before and after: {:?}", errors(&outcome));
-    only_failures(&outcome, &[Failure::Connect(libc::ECONNREFUSED), Failure::Closed, RESET]);
+    assert!(stats.count - stats.failures > 20, "successes: {:?}", errors(&outcome));
+    assert!(ANSWERED_AFTER_RESTART.load(Ordering::Relaxed) > 0, "the users came back after the restart");
+    // Requests during the outage fail as refused or closed (how many depends on timing: a
+    // request that met only the close is retried once, and may land after the restart).
+    for error in &stats.errors {
+        assert!(
+            [Failure::Connect(libc::ECONNREFUSED), Failure::Closed, RESET].contains(&error.failure),
+            "unexpected {}",
+            error.failure
+        );
+    }
 }
 
 /// Resident memory of this process, in bytes.
