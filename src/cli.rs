@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+use crate::runtime::Io;
 use crate::units;
 
 #[derive(Parser, Debug)]
@@ -180,18 +181,11 @@ pub struct RunArgs {
 
     /// IO driver: io_uring when available (auto), or force one.
     #[arg(long, value_enum, default_value = "auto")]
-    pub io: IoArg,
+    pub io: Io,
 
     /// Build io_uring rings without IORING_SETUP_DEFER_TASKRUN (for measuring its effect).
     #[arg(long)]
     pub no_defer_taskrun: bool,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IoArg {
-    Auto,
-    Uring,
-    Epoll,
 }
 
 #[derive(Args, Debug, Clone)]

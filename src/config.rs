@@ -6,14 +6,15 @@
 //! mode (a URL on the command line) is a one-type, one-task, one-request plan with no wait;
 //! scenario files compile into the same structure.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{parse_cpu_list, IoArg, RunArgs};
-use crate::http::encode_request;
+use crate::cli::{parse_cpu_list, RunArgs};
+use crate::http::{encode_request, Url};
+use crate::runtime::Io;
 
 mod call;
 mod shape;
@@ -152,15 +153,6 @@ pub struct DataFile {
     pub per_user: bool,
 }
 
-/// Which IO driver the workers build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Io {
-    /// io_uring when the kernel supports it, else epoll.
-    Auto,
-    Uring,
-    Epoll,
-}
-
 /// Where results go.
 #[derive(Clone, Debug)]
 pub struct Output {
@@ -238,53 +230,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Headroom of file descriptors kept for the process itself (stdio, CSV files, rings, pipes).
 pub const RESERVED_FDS: u64 = 64;
-
-/// A parsed `http[s]://host[:port]/path?query` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
-    /// `https://`.
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    /// Request-target in origin form.
-    pub target: String,
-}
-
-impl Url {
-    pub fn parse(text: &str) -> Result<Url, String> {
-        let uri: http::Uri = text.parse().map_err(|e| format!("invalid URL {text:?}: {e}"))?;
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            Some(other) => return Err(format!("{text:?}: unsupported scheme {other:?}; use http:// or https://")),
-            None => return Err(format!("{text:?}: missing scheme; expected e.g. http://127.0.0.1:8080/")),
-        };
-        let authority = uri.authority().ok_or_else(|| format!("{text:?}: missing host"))?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
-        let target = uri.path_and_query().map_or("/".to_string(), |pq| pq.as_str().to_string());
-        let target = if target.is_empty() { "/".to_string() } else { target };
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Url { tls, host, port, target })
-    }
-
-    /// The Host header value.
-    pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        if self.port == if self.tls { 443 } else { 80 } {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-
-    pub fn resolve(&self) -> Result<SocketAddr> {
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve host {:?}", self.host))?
-            .next()
-            .with_context(|| format!("host {:?} has no address", self.host))
-    }
-}
 
 impl Plan {
     /// Resolves command-line flags into a plan (quick mode: the URL, or `--host`).
@@ -383,11 +328,7 @@ impl Plan {
         }
         self.reset_stats = args.reset_stats;
         self.stop_timeout = args.stop_timeout;
-        self.io = match args.io {
-            IoArg::Auto => Io::Auto,
-            IoArg::Uring => Io::Uring,
-            IoArg::Epoll => Io::Epoll,
-        };
+        self.io = args.io;
         self.defer_taskrun = !args.no_defer_taskrun;
         self.output.only_summary = args.only_summary;
         self.output.csv_prefix = args.csv.clone();
@@ -610,22 +551,6 @@ pub fn resolve_workers(threads: Option<usize>, cpus: Option<&str>) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        let url = Url::parse("http://127.0.0.1:8080/a?b=1").unwrap();
-        assert_eq!(url, Url { tls: false, host: "127.0.0.1".into(), port: 8080, target: "/a?b=1".into() });
-        assert_eq!(url.authority(), "127.0.0.1:8080");
-        let url = Url::parse("http://localhost").unwrap();
-        assert_eq!((url.port, url.target.as_str(), url.authority().as_str()), (80, "/", "localhost"));
-        let v6 = Url::parse("http://[::1]:9000/x").unwrap();
-        assert_eq!((v6.host.as_str(), v6.authority().as_str()), ("::1", "[::1]:9000"));
-        let https = Url::parse("https://localhost/x").unwrap();
-        assert!(https.tls && https.port == 443 && https.authority() == "localhost");
-        assert_eq!(Url::parse("https://127.0.0.1:8443/").unwrap().authority(), "127.0.0.1:8443");
-        assert!(Url::parse("ftp://x/").unwrap_err().contains("unsupported scheme"));
-        assert!(Url::parse("127.0.0.1:80").is_err());
-    }
 
     #[test]
     fn user_types_interleave_by_weight() {

@@ -28,6 +28,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod failure;
 pub mod http;
 pub mod keys;
 pub mod report;
@@ -291,7 +292,7 @@ fn run_target(args: &cli::TargetArgs) -> Result<i32> {
 
 fn run_demo(args: &cli::DemoArgs) -> Result<i32> {
     let server = target::start(([127, 0, 0, 1], 0).into(), 1, &[None])?;
-    let url = config::Url::parse(&format!("http://{}/", server.addr)).map_err(anyhow::Error::msg)?;
+    let url = http::Url::parse(&format!("http://{}/", server.addr)).map_err(anyhow::Error::msg)?;
     println!(
         "swarmer demo: built-in target on http://{}, {} users for {}\n",
         server.addr,

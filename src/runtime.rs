@@ -14,7 +14,14 @@ use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-use crate::config::Io;
+/// Which IO driver a thread's runtime uses (`--io`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Io {
+    /// io_uring when the kernel supports it, else epoll.
+    Auto,
+    Uring,
+    Epoll,
+}
 
 /// Whether this kernel supports the io_uring ops monoio needs.
 pub fn uring_available() -> bool {

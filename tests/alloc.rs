@@ -7,7 +7,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use swarmer::config::{Plan, Url};
+use swarmer::config::Plan;
+use swarmer::http::Url;
 use swarmer::{run, RunOptions};
 
 struct Counting;

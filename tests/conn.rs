@@ -6,8 +6,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use swarmer::config::Io;
-use swarmer::http::{encode_request, Conn, Exchange, Failure, ParseError};
+use swarmer::failure::{Failure, ParseError};
+use swarmer::http::{encode_request, Conn, Exchange};
+use swarmer::runtime::Io;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

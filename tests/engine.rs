@@ -6,8 +6,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::Duration;
 
-use swarmer::config::{Plan, Url};
-use swarmer::http::Failure;
+use swarmer::config::Plan;
+use swarmer::failure::Failure;
+use swarmer::http::Url;
 use swarmer::{run, Outcome, RunOptions};
 
 fn plan(addr: SocketAddr, path: &str, users: u64, run_time: Duration, timeout: Duration) -> Plan {
@@ -169,7 +170,7 @@ fn stop_timeout_lets_users_finish_their_request() {
 fn epoll_driver_runs_the_same_engine() {
     let server = target();
     let mut plan = plan(server.addr, "/chunked/2000", 4, Duration::from_millis(700), Duration::from_secs(5));
-    plan.io = swarmer::config::Io::Epoll;
+    plan.io = swarmer::runtime::Io::Epoll;
     let outcome = execute(plan);
     let stats = &outcome.summary.endpoints[0];
     assert!(stats.count > 100 && stats.failures == 0, "{stats:?}");

@@ -8,8 +8,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use swarmer::config::{Plan, Step, TaskKind, Url};
-use swarmer::http::Failure;
+use swarmer::config::{Plan, Step, TaskKind};
+use swarmer::failure::Failure;
+use swarmer::http::Url;
 use swarmer::{run, Outcome, RunOptions};
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -184,7 +185,7 @@ fn a_slow_drip_completes_and_its_time_is_measured() {
 
 #[test]
 fn malformed_and_oversized_heads() {
-    use swarmer::http::ParseError;
+    use swarmer::failure::ParseError;
     type Case = (fn(TcpStream), Failure, &'static str);
     let cases: [Case; 3] = [
         (|s| answer_each(s, b"HTTP/1.1 abc OK\r\n\r\n"), Failure::Parse(ParseError::Head), "malformed status line"),
@@ -223,7 +224,7 @@ fn malformed_and_oversized_heads() {
 
 #[test]
 fn content_length_shorter_and_longer_than_the_body() {
-    use swarmer::http::ParseError;
+    use swarmer::failure::ParseError;
     // Shorter: the extra bytes are taken as the next response, which is not HTTP.
     let shorter = scripted(|s| answer_each(s, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"));
     let outcome = execute(shorter, 0.5);
@@ -242,7 +243,7 @@ fn content_length_shorter_and_longer_than_the_body() {
 
 #[test]
 fn broken_chunked_bodies() {
-    use swarmer::http::ParseError;
+    use swarmer::failure::ParseError;
     let cases: [(fn(TcpStream), Failure); 3] = [
         (
             |s| answer_each(s, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n"),
@@ -384,7 +385,7 @@ fn rss() -> u64 {
 
 #[test]
 fn endless_trailers_and_a_body_larger_than_any_buffer() {
-    use swarmer::http::ParseError;
+    use swarmer::failure::ParseError;
     // Trailer fields that never end: a counted error once they pass the limit.
     let trailers = scripted(|mut s| {
         while read_head(&mut s) {

@@ -19,8 +19,10 @@ use serde_json::Value;
 
 use super::session::{RenderError, Session, Shared, POOL_CAPACITY};
 use super::worker::Worker;
-use crate::config::{Call, Expr, Part, Plan, Request, Step, Task, TaskKind, Url, UserType, Wait};
-use crate::http::{Conn, Exchange, Failure};
+use crate::config::{Call, Expr, Part, Plan, Request, Step, Task, TaskKind, UserType, Wait};
+use crate::failure::Failure;
+use crate::http::Url;
+use crate::http::{Conn, Exchange};
 
 /// Decrements the worker's running-user count however the user ends (even when dropped), and
 /// marks the user as not running for the load shape.

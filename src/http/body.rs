@@ -2,8 +2,8 @@
 //! counting the payload. The chunked decoder is a state enum with one small step per state, in
 //! the manner of hyper's `proto/h1/decode.rs`.
 
-use super::error::ParseError;
 use super::head::Framing;
+use crate::failure::ParseError;
 
 /// A chunk extension (`;name=value…`) longer than this is `ParseError::ChunkExtTooLong`.
 pub const MAX_CHUNK_EXT_BYTES: usize = 4096;

@@ -11,8 +11,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf
 use monoio::net::TcpStream;
 
 use super::body::{Body, Sink};
-use super::error::{Failure, ParseError};
 use super::head::{parse_head, Framing};
+use crate::failure::{Failure, ParseError};
 
 /// Read buffer a connection starts with. It doubles whenever a read fills all its free space
 /// (the server has more to send than fits), up to `MAX_READ_BUFFER_BYTES`: small responses keep

@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::error::ParseError;
+use crate::failure::ParseError;
 
 /// Header fields beyond this many make the response a `ParseError::TooManyHeaders`.
 pub const MAX_HEADERS: usize = 64;

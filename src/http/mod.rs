@@ -6,12 +6,12 @@
 
 pub mod body;
 pub mod conn;
-pub mod error;
 pub mod head;
 pub mod request;
+pub mod url;
 
 pub use body::{Body, Progress, Sink};
 pub use conn::{Conn, Exchange, Kept};
-pub use error::{Failure, FailureKind, ParseError};
 pub use head::{parse_head, Framing, Head};
 pub use request::encode_request;
+pub use url::Url;

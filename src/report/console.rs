@@ -268,7 +268,7 @@ mod tests {
         }
         for _ in 0..14 {
             stats.record(6000, 10);
-            stats.record_failure(crate::http::Failure::Status(500), 0);
+            stats.record_failure(crate::failure::Failure::Status(500), 0);
         }
         let line = request_line("GET", "/fast", &stats, (22.49, 3.03));
         let expected_tail = "104   14(13.46%) |   4.27    4.00    6.00   4.00 |   22.49        3.03";

@@ -19,7 +19,7 @@ use anyhow::Result;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Plan;
-use crate::http::FailureKind;
+use crate::failure::FailureKind;
 use crate::stats::{add_abort, AbortCount, Arrivals, EndpointStats, Snapshot};
 
 pub use format::{utc_timestamp, PERCENTILES, PERCENTILE_TITLES};

@@ -16,8 +16,9 @@ use toml::Spanned;
 
 use crate::config::{
     Call, Capture, Check, CheckKind, DataFile, Endpoint, Escape, JsonOp, Part, Plan, Shape, Source, Step, Task,
-    TaskKind, Template, Threshold, Url, UserType, Vars, Wait,
+    TaskKind, Template, Threshold, UserType, Vars, Wait,
 };
+use crate::http::Url;
 use crate::units::parse_duration;
 
 /// A scenario file error with its position.

@@ -7,7 +7,7 @@
 
 use hdrhistogram::Histogram;
 
-use crate::http::Failure;
+use crate::failure::Failure;
 
 /// Significant figures of every latency histogram (0.1 % relative error).
 pub const SIGFIG: u8 = 3;

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::config::Io;
+use crate::runtime::Io;
 use routes::Action;
 
 /// Request heads longer than this get 431 and a close.

@@ -1,4 +1,6 @@
-//! The error taxonomy of one request. Hot-path errors are `Copy` values counted in stats, never
+//! The error taxonomy of one request, shared by the client that detects failures (`http`), the
+//! recorder that counts them (`stats`) and the reports that print them (`report`). A leaf: it
+//! imports nothing from the crate. Hot-path errors are `Copy` values counted in stats, never
 //! formatted or boxed there; `Display` runs only when a report is written.
 
 use std::fmt;

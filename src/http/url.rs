@@ -1,0 +1,75 @@
+//! `http[s]://host[:port]/path?query` URLs as the command line, scenario files and redirects give
+//! them: the scheme decides TLS, the authority becomes the Host header, the rest the
+//! request-target.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use anyhow::{Context, Result};
+
+/// A parsed `http[s]://host[:port]/path?query` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    /// `https://`.
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Request-target in origin form.
+    pub target: String,
+}
+
+impl Url {
+    pub fn parse(text: &str) -> Result<Url, String> {
+        let uri: http::Uri = text.parse().map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => return Err(format!("{text:?}: unsupported scheme {other:?}; use http:// or https://")),
+            None => return Err(format!("{text:?}: missing scheme; expected e.g. http://127.0.0.1:8080/")),
+        };
+        let authority = uri.authority().ok_or_else(|| format!("{text:?}: missing host"))?;
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let target = uri.path_and_query().map_or("/".to_string(), |pq| pq.as_str().to_string());
+        let target = if target.is_empty() { "/".to_string() } else { target };
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Url { tls, host, port, target })
+    }
+
+    /// The Host header value.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == if self.tls { 443 } else { 80 } {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    pub fn resolve(&self) -> Result<SocketAddr> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve host {:?}", self.host))?
+            .next()
+            .with_context(|| format!("host {:?} has no address", self.host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let url = Url::parse("http://127.0.0.1:8080/a?b=1").unwrap();
+        assert_eq!(url, Url { tls: false, host: "127.0.0.1".into(), port: 8080, target: "/a?b=1".into() });
+        assert_eq!(url.authority(), "127.0.0.1:8080");
+        let url = Url::parse("http://localhost").unwrap();
+        assert_eq!((url.port, url.target.as_str(), url.authority().as_str()), (80, "/", "localhost"));
+        let v6 = Url::parse("http://[::1]:9000/x").unwrap();
+        assert_eq!((v6.host.as_str(), v6.authority().as_str()), ("::1", "[::1]:9000"));
+        let https = Url::parse("https://localhost/x").unwrap();
+        assert!(https.tls && https.port == 443 && https.authority() == "localhost");
+        assert_eq!(Url::parse("https://127.0.0.1:8443/").unwrap().authority(), "127.0.0.1:8443");
+        assert!(Url::parse("ftp://x/").unwrap_err().contains("unsupported scheme"));
+        assert!(Url::parse("127.0.0.1:80").is_err());
+    }
+}
