@@ -20,7 +20,7 @@ mod call;
 mod shape;
 mod threshold;
 pub use call::{percent_encode, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Part, Source, Template};
-pub use shape::{Schedule, Shape, Stage};
+pub use shape::{Shape, Stage};
 pub use threshold::{EndpointFilter, Metric, Op, Threshold};
 
 /// A (method, name) pair under which requests are counted. Its index in `Plan::endpoints` is

@@ -42,7 +42,7 @@ pub mod units;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
@@ -79,7 +79,8 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     let workers = plan.workers.len();
     let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded(workers * 64);
     let (spare_txs, spare_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| crossbeam_channel::bounded(4)).unzip();
-    let start = Instant::now();
+    let engine_run = Arc::new(engine::Run::new(plan.clone(), options.stop.clone(), options.on_worker_start));
+    let start = engine_run.start;
     let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let reporter = Reporter::new(plan.clone(), start, start_unix, options.stop.clone())?;
     let engine_done = Arc::new(AtomicBool::new(false));
@@ -88,14 +89,6 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         .name("swarmer-reporter".into())
         .spawn(move || reporter.run(snapshot_rx, spare_txs, &reporter_done))
         .context("cannot start the reporter thread")?;
-    let engine_run = Arc::new(engine::Run {
-        plan: plan.clone(),
-        start,
-        stop: options.stop.clone(),
-        on_worker_start: options.on_worker_start,
-        pools: engine::new_pools(&plan),
-        live: engine::Live::new(&plan),
-    });
     let keys = if plan.live_control {
         Some(keys::Keys::start(engine_run.clone()).context("cannot start the key reader")?)
     } else {

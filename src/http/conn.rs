@@ -11,7 +11,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf
 use monoio::net::TcpStream;
 
 use super::body::{Body, Sink};
-use super::head::{parse_head, Framing};
+use super::head::{parse_head_into, Field, Framing};
 use crate::failure::{Failure, ParseError};
 
 /// Read buffer a connection starts with. It doubles whenever a read fills all its free space
@@ -77,12 +77,30 @@ struct Reader {
 pub struct Kept {
     /// The final response head, status line to the empty line.
     pub head: Vec<u8>,
+    /// Where its header fields lie in `head`, recorded when it was parsed.
+    pub fields: Vec<Field>,
     /// The payload (de-chunked), at most `MAX_KEPT_BODY_BYTES`.
     pub body: Vec<u8>,
     /// The payload was longer than what was kept.
     pub truncated: bool,
     /// Keep the body too (else only the head).
     pub want_body: bool,
+}
+
+impl Kept {
+    /// The values of the header fields called `name` (any case), in order; values that are not
+    /// UTF-8 are left out.
+    pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |f| self.head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .filter_map(|f| std::str::from_utf8(&self.head[f.value.clone()]).ok())
+    }
+
+    /// The first header field called `name` (any case).
+    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.headers(name).next()
+    }
 }
 
 struct Writer {
@@ -284,7 +302,8 @@ impl Reader {
     /// One complete response and whether the connection may be reused after it.
     async fn receive(&mut self, head_request: bool) -> Result<(Exchange, bool), Failure> {
         let head = loop {
-            match parse_head(&self.rbuf[self.pos..], head_request) {
+            let fields = self.kept.as_mut().map(|kept| &mut kept.fields);
+            match parse_head_into(&self.rbuf[self.pos..], head_request, fields) {
                 // However the bytes arrived (one read or many), a head over the limit is refused.
                 Ok(Some(head)) if head.len > MAX_HEAD_BYTES => return Err(Failure::Parse(ParseError::HeadTooLarge)),
                 Ok(Some(head)) if head.is_interim() => self.pos += head.len,

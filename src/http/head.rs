@@ -2,6 +2,7 @@
 //! and persistence are read; no header is copied.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use crate::failure::ParseError;
 
@@ -39,9 +40,29 @@ impl Head {
     }
 }
 
+/// Where one header field lies in a parsed head: the byte ranges of its name and its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
 /// Parses a response head at the start of `buf`. `Ok(None)` means more bytes are needed.
 /// `head_request` says the request was HEAD, whose response never has a body.
+#[inline]
 pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, ParseError> {
+    parse_head_into(buf, head_request, None)
+}
+
+/// As `parse_head`, and when `fields` is given, records where every header field lies in `buf`
+/// (responses kept for checks and captures: their headers are read from these ranges, never
+/// parsed again).
+#[inline]
+pub fn parse_head_into(
+    buf: &[u8],
+    head_request: bool,
+    mut fields: Option<&mut Vec<Field>>,
+) -> Result<Option<Head>, ParseError> {
     // Uninitialised: zeroing 64 headers (2 KiB) per response cost more than parsing them.
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
@@ -53,62 +74,87 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, ParseE
             Err(_) => return Err(ParseError::Head),
         };
     let status = response.code.ok_or(ParseError::Head)?;
-    let http11 = response.version == Some(1);
-    let mut keep_alive = http11;
-    let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut transfer_encoding = false;
+    let mut seen = Framers::new(response.version == Some(1));
+    if let Some(fields) = fields.as_deref_mut() {
+        fields.clear();
+    }
     for header in response.headers.iter() {
-        let name = header.name.as_bytes();
+        if let Some(fields) = fields.as_deref_mut() {
+            fields.push(Field { name: place(buf, header.name.as_bytes()), value: place(buf, trim(header.value)) });
+        }
+        seen.read(header.name.as_bytes(), header.value)?;
+    }
+    Ok(Some(seen.head(status, len, head_request)))
+}
+
+/// The range `part` (a slice of `buf`) occupies in `buf`.
+fn place(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// What the header fields say about framing and persistence, gathered field by field.
+struct Framers {
+    http11: bool,
+    keep_alive: bool,
+    content_length: Option<u64>,
+    chunked: bool,
+    transfer_encoding: bool,
+}
+
+impl Framers {
+    fn new(http11: bool) -> Framers {
+        Framers { http11, keep_alive: http11, content_length: None, chunked: false, transfer_encoding: false }
+    }
+
+    #[inline]
+    fn read(&mut self, name: &[u8], value: &[u8]) -> Result<(), ParseError> {
         // Dispatch on length first: most headers are none of these three.
         if !matches!(name.len(), 10 | 14 | 17) {
-            continue;
+            return Ok(());
         }
         if name.eq_ignore_ascii_case(b"content-length") {
-            let value = parse_content_length(header.value)?;
-            if content_length.is_some_and(|seen| seen != value) {
+            let length = parse_content_length(value)?;
+            if self.content_length.is_some_and(|seen| seen != length) {
                 return Err(ParseError::ContentLength);
             }
-            content_length = Some(value);
+            self.content_length = Some(length);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_encoding = true;
+            self.transfer_encoding = true;
             // Only the final coding decides the framing (§6.3 rule 4).
-            chunked = last_token(header.value).eq_ignore_ascii_case(b"chunked");
+            self.chunked = last_token(value).eq_ignore_ascii_case(b"chunked");
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in header.value.split(|&b| b == b',') {
-                let token = trim(token);
+            for token in value.split(|&b| b == b',').map(trim) {
                 if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
-                    keep_alive = true;
+                    self.keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && !self.http11 {
+                    self.keep_alive = true;
                 }
             }
         }
+        Ok(())
     }
-    let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
-    let framing = if no_body {
-        Framing::None
-    } else if transfer_encoding {
-        if chunked {
+
+    /// The head these fields describe (RFC 9112 §6.3's rules in order).
+    fn head(mut self, status: u16, len: usize, head_request: bool) -> Head {
+        let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+        let framing = if no_body {
+            Framing::None
+        } else if self.transfer_encoding && self.chunked {
             Framing::Chunked
+        } else if let (false, Some(length)) = (self.transfer_encoding, self.content_length) {
+            Framing::Length(length)
         } else {
-            keep_alive = false;
+            // A final coding other than chunked, or no framing at all: read until the close.
+            self.keep_alive = false;
             Framing::UntilClose
+        };
+        // §6.3 rule 3: TE overrides CL, and the connection must not be reused; nor after 101.
+        if (self.transfer_encoding && self.content_length.is_some()) || status == 101 {
+            self.keep_alive = false;
         }
-    } else if let Some(length) = content_length {
-        Framing::Length(length)
-    } else {
-        keep_alive = false;
-        Framing::UntilClose
-    };
-    if transfer_encoding && content_length.is_some() {
-        // §6.3 rule 3: TE overrides CL, and the connection must not be reused.
-        keep_alive = false;
+        Head { status, len, framing, keep_alive: self.keep_alive }
     }
-    if status == 101 {
-        keep_alive = false;
-    }
-    Ok(Some(Head { status, len, framing, keep_alive }))
 }
 
 fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
@@ -144,6 +190,19 @@ mod tests {
         assert_eq!(head.framing, Framing::Length(5));
         assert!(head.keep_alive);
         assert_eq!(head.len, 38);
+    }
+
+    #[test]
+    fn fields_are_placed_in_the_buffer() {
+        let text = b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-Long:   spaced  \r\nset-cookie: b=2\r\n\r\n";
+        let mut fields = Vec::new();
+        parse_head_into(text, false, Some(&mut fields)).unwrap().unwrap();
+        let show: Vec<(&[u8], &[u8])> =
+            fields.iter().map(|f| (&text[f.name.clone()], &text[f.value.clone()])).collect();
+        assert_eq!(
+            show,
+            [(&b"Set-Cookie"[..], &b"a=1"[..]), (&b"X-Long"[..], &b"spaced"[..]), (&b"set-cookie"[..], &b"b=2"[..])]
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 pub mod body;
 pub mod conn;
+pub mod cookie;
 pub mod head;
+pub mod redirect;
 pub mod request;
 pub mod url;
 

@@ -1,0 +1,178 @@
+//! Sending requests and recording what came back: one request (or a pipelined batch) on a
+//! user's connection, timed from just before the write (or, open model, from the intended
+//! start), each response or failure recorded once in the worker's `CoreStats`.
+//!
+//! The static path (`execute`, quick mode) allocates nothing: the request bytes were encoded
+//! when the plan was built and the connection's buffers are reused.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::worker::Worker;
+use crate::config::Request;
+use crate::failure::Failure;
+use crate::http::{Conn, Exchange};
+use crate::stats::CoreStats;
+
+/// A user's connections: one keep-alive `Conn` per (address, TLS target), made on first use.
+#[derive(Default)]
+pub(crate) struct Conns(Vec<Conn>);
+
+impl Conns {
+    /// The connection to `addr` (over TLS to `tls`'s name when given).
+    pub fn to(&mut self, addr: SocketAddr, tls: Option<&crate::tls::Target>) -> &mut Conn {
+        match self.0.iter().position(|c| c.addr() == addr && c.tls() == tls) {
+            Some(index) => &mut self.0[index],
+            None => {
+                self.0.push(Conn::with_tls(addr, tls.cloned()));
+                self.0.last_mut().expect("just pushed")
+            }
+        }
+    }
+}
+
+/// When a request started, and (open model) when it was meant to.
+#[derive(Clone, Copy)]
+pub(crate) struct Times {
+    pub started: Instant,
+    pub intended: Option<Instant>,
+}
+
+impl Times {
+    /// Starting now, meant for `intended` (open model) if given.
+    pub fn now(intended: Option<Instant>) -> Times {
+        Times { started: Instant::now(), intended }
+    }
+
+    /// Latency: from the intended start when there is one (wrk2's correction for coordinated
+    /// omission), else from the write.
+    pub fn latency_us(self, completed_at: Instant) -> u64 {
+        micros(completed_at.saturating_duration_since(self.intended.unwrap_or(self.started)))
+    }
+
+    /// Open model: the raw service time beside the latency.
+    pub fn service(self, stats: &mut CoreStats, endpoint: usize, completed_at: Instant) {
+        if self.intended.is_some() {
+            stats.service(endpoint, micros(completed_at.saturating_duration_since(self.started)));
+        }
+    }
+
+    /// Records a failure of a request started at these times, ending now.
+    pub fn fail(self, stats: &mut CoreStats, endpoint: usize, failure: Failure) {
+        let now = Instant::now();
+        stats.failure(endpoint, self.latency_us(now), 0, failure, unix_now());
+        self.service(stats, endpoint, now);
+    }
+}
+
+/// Sends `depth` copies of `request` and records every response (or the failure) in stats.
+/// Latency of each response counts from just before the write, or from `intended` (open
+/// model), with the service time from the write recorded beside it.
+pub(crate) async fn execute(
+    worker: &Worker,
+    conn: &mut Conn,
+    request: &Request,
+    depth: usize,
+    intended: Option<Instant>,
+) {
+    let endpoint = request.endpoint;
+    {
+        let mut stats = worker.stats.borrow_mut();
+        for _ in 0..depth {
+            stats.start(endpoint);
+        }
+    }
+    let times = Times::now(intended);
+    let completed = Cell::new(0);
+    let outcome =
+        monoio::time::timeout(request.timeout, exchange(worker, conn, request, depth, times, &completed)).await;
+    let failure = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(failure)) => failure,
+        Err(_) => timeout_failure(request.timeout),
+    };
+    // The connection's state is unknown (or its buffer went with a cancelled read): start over.
+    conn.close();
+    let mut stats = worker.stats.borrow_mut();
+    for _ in completed.get()..depth {
+        times.fail(&mut stats, endpoint, failure);
+    }
+}
+
+async fn exchange(
+    worker: &Worker,
+    conn: &mut Conn,
+    request: &Request,
+    depth: usize,
+    times: Times,
+    completed: &Cell<usize>,
+) -> Result<(), Failure> {
+    if depth == 1 {
+        let exchange = send_once(conn, &request.bytes, request.is_head, request.idempotent, request.timeout).await?;
+        record(worker, request.endpoint, times, conn.received_at(), exchange);
+        completed.set(1);
+        return Ok(());
+    }
+    if !conn.is_connected() {
+        conn.connect(request.timeout).await?;
+    }
+    let first = conn.send_and_receive(&request.bytes, depth, request.is_head).await?;
+    record(worker, request.endpoint, times, conn.received_at(), first);
+    completed.set(1);
+    for done in 1..depth {
+        let exchange = conn.receive(request.is_head).await?;
+        record(worker, request.endpoint, times, conn.received_at(), exchange);
+        completed.set(done + 1);
+    }
+    Ok(())
+}
+
+/// One request and its response on `conn` (connecting first if needed). A request that went
+/// out on a reused connection the server had just closed is sent once more on a new one when
+/// it is idempotent: the server cannot have seen it.
+pub(crate) async fn send_once(
+    conn: &mut Conn,
+    bytes: &[u8],
+    is_head: bool,
+    idempotent: bool,
+    timeout: Duration,
+) -> Result<Exchange, Failure> {
+    let mut retried = false;
+    loop {
+        if !conn.is_connected() {
+            conn.connect(timeout).await?;
+        }
+        match conn.send_and_receive(bytes, 1, is_head).await {
+            Err(failure) if !retried && idempotent && conn.may_retry(failure) => {
+                retried = true;
+                conn.close();
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Records a complete response: a success, or a failure for a status of 400 or above.
+fn record(worker: &Worker, endpoint: usize, times: Times, completed_at: Instant, exchange: Exchange) {
+    let latency_us = times.latency_us(completed_at);
+    let mut stats = worker.stats.borrow_mut();
+    times.service(&mut stats, endpoint, completed_at);
+    if exchange.status >= 400 {
+        stats.failure(endpoint, latency_us, exchange.payload, Failure::Status(exchange.status), unix_now());
+    } else {
+        stats.success(endpoint, latency_us, exchange.payload);
+    }
+}
+
+pub(crate) fn timeout_failure(timeout: Duration) -> Failure {
+    Failure::Timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32)
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

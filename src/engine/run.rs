@@ -1,0 +1,50 @@
+//! What every worker of one run shares: the plan, the common start, the stop flag, the
+//! scenario's shared pools and the levels live control sets. Built once by the caller; workers
+//! only read it (and lock a pool when a scenario pushes or picks).
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::Plan;
+
+/// How often workers look at the stop flag and the clock.
+pub const POLL: Duration = Duration::from_millis(10);
+
+/// What every worker needs to take part in one run.
+pub struct Run {
+    pub plan: Arc<Plan>,
+    /// The common origin of the run: spawn times, ticks and the deadline count from here.
+    pub start: Instant,
+    /// Set by a signal handler or the caller to stop the run gracefully.
+    pub stop: Arc<AtomicBool>,
+    /// Called on each worker thread before its runtime starts (instrumentation, tests).
+    pub on_worker_start: Option<fn(usize)>,
+    /// The scenario's shared pools (`push` / `pool("name")`), one lock each: a value pushed by
+    /// a user on one core can be picked by a user on any other.
+    pub pools: Vec<Mutex<Vec<serde_json::Value>>>,
+    /// What live control (the keys) changes while the run goes.
+    pub live: Live,
+}
+
+impl Run {
+    /// A run of `plan` starting now, its pools holding what `setup` pushed.
+    pub fn new(plan: Arc<Plan>, stop: Arc<AtomicBool>, on_worker_start: Option<fn(usize)>) -> Run {
+        let pools =
+            (0..plan.pools.len()).map(|i| Mutex::new(plan.pool_seeds.get(i).cloned().unwrap_or_default())).collect();
+        Run { live: Live::new(&plan), plan, start: Instant::now(), stop, on_worker_start, pools }
+    }
+}
+
+/// The levels live control sets and the workers follow: users wanted (closed model) and the
+/// rate as thousandths of `--rate` (open model).
+pub struct Live {
+    pub users: AtomicU64,
+    pub rate_permille: AtomicU64,
+}
+
+impl Live {
+    pub fn new(plan: &Plan) -> Live {
+        Live { users: AtomicU64::new(plan.users), rate_permille: AtomicU64::new(1000) }
+    }
+}

@@ -1,0 +1,136 @@
+//! One worker thread from start to end: it pins itself, builds its runtime, starts the pacer
+//! that spawns its users, sends a snapshot every tick, and stops on the deadline, the stop flag or
+//! the last iteration, giving users `stop_timeout` to finish their task before the rest are
+//! cancelled. Also the run-level fixtures (`setup`, `teardown`), run once on the calling thread.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+
+use super::call::execute_call;
+use super::pacer;
+use super::run::{Run, POLL};
+use super::user::User;
+use super::worker::Worker;
+use crate::config::{Plan, Step};
+use crate::stats::Snapshot;
+
+/// How long cancelled users get to drop their state before the runtime is torn down.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// The body of worker thread `index`.
+pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spares: Receiver<Snapshot>) -> Result<()> {
+    let plan = &run.plan;
+    if let Some(core) = plan.workers[index] {
+        // Pinning can fail in restricted containers; the run is still valid, only less stable.
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    }
+    if let Some(hook) = run.on_worker_start {
+        hook(index);
+    }
+    let users = plan.users_of_worker(index).count() as u32;
+    // Room for every user's in-flight op plus timers; the CQ is twice this.
+    let entries = (users + 64).next_power_of_two().clamp(256, 32768);
+    let worker = Rc::new(Worker::new(run.clone(), index, snapshots, spares));
+    crate::runtime::block_on(plan.io, plan.defer_taskrun, entries, |driver| {
+        worker.stats.borrow_mut().set_driver(driver);
+        control(worker)
+    })
+    .with_context(|| format!("worker {index}: cannot build the IO runtime"))?
+}
+
+/// The worker's control loop: start the pacer, tick, stop.
+async fn control(worker: Rc<Worker>) -> Result<()> {
+    let run = worker.run.clone();
+    let plan = &run.plan;
+    if plan.rate.is_some() {
+        monoio::spawn(pacer::arrivals(worker.clone()));
+    } else if plan.shape.is_some() || plan.live_control {
+        monoio::spawn(pacer::follow_shape(worker.clone()));
+    } else {
+        monoio::spawn(pacer::spawn_users(worker.clone()));
+    }
+    let mut seq = 0;
+    let mut grace_end: Option<Instant> = None;
+    loop {
+        monoio::time::sleep(POLL).await;
+        let now = Instant::now();
+        while now >= run.start + plan.tick * (seq as u32 + 1) {
+            worker.send_tick(seq)?;
+            seq += 1;
+        }
+        if grace_end.is_none() && is_over(&worker, now) {
+            worker.stopping.set(true);
+            grace_end = Some(now + plan.stop_timeout);
+            // Open model: starts still waiting for a user will never begin; count them now,
+            // before the final snapshot.
+            for _ in worker.waiting.borrow_mut().drain(..) {
+                worker.stats.borrow_mut().dropped();
+            }
+        }
+        if grace_end.is_some_and(|end| worker.running.get() == 0 || now >= end) {
+            break;
+        }
+    }
+    worker.send_last(seq)?;
+    // Users still mid-request were just reported as cancelled; end them so their sockets close.
+    worker.cancel.fire();
+    let until = Instant::now() + CANCEL_GRACE;
+    while worker.running.get() > 0 && Instant::now() < until {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+/// Whether the run is over for this worker: stopped, past its run time, or (`--iterations`)
+/// every user of the worker has done its tasks.
+fn is_over(worker: &Worker, now: Instant) -> bool {
+    let run = &worker.run;
+    let plan = &run.plan;
+    let done = plan.iterations.is_some() && worker.spawned_all.get() && worker.running.get() == 0;
+    done || run.stop.load(Ordering::Relaxed) || plan.run_time.is_some_and(|t| now >= run.start + t)
+}
+
+/// What `setup` leaves for the run: variables and pool contents.
+pub struct FixtureState {
+    pub vars: Vec<serde_json::Value>,
+    pub pools: Vec<Vec<serde_json::Value>>,
+}
+
+/// Runs run-level `setup` or `teardown` steps once on the calling thread, outside the measured
+/// run: returns the variables and pools as the steps left them (setup captures become every
+/// user's starting values, setup pushes the pools' first values), or the first failure.
+pub fn run_fixture(plan: Arc<Plan>, steps: &[Step], vars: Vec<serde_json::Value>) -> Result<FixtureState> {
+    let (snapshots, _) = crossbeam_channel::unbounded();
+    let (_, spares) = crossbeam_channel::unbounded();
+    let run = Arc::new(Run::new(plan.clone(), Default::default(), None));
+    let worker = Worker::new(run.clone(), 0, snapshots, spares);
+    let result = crate::runtime::block_on(plan.io, plan.defer_taskrun, 256, |_| async {
+        // Setup and teardown run as user 0 ({{ user_index }} is 0, data rows start at the first).
+        let mut user = User::new(&worker, &plan, 0);
+        if let Some(session) = user.session.as_mut() {
+            session.vars = vars;
+        }
+        for step in steps {
+            let Step::Call(call) = step else { continue };
+            let before = worker.stats.borrow().failures();
+            let result = execute_call(user.caller(), call).await;
+            if let Err(reason) = result {
+                anyhow::bail!("{}: {reason}", call.path);
+            }
+            if worker.stats.borrow().failures() > before {
+                let reason = worker.stats.borrow().last_failure().map(|f| f.to_string()).unwrap_or_default();
+                anyhow::bail!("{}: {reason}", call.path);
+            }
+        }
+        let vars = user.session.map(|s| s.vars).unwrap_or_default();
+        let pools = run.pools.iter().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect();
+        Ok(FixtureState { vars, pools })
+    })
+    .context("cannot build the IO runtime for setup/teardown")?;
+    result
+}

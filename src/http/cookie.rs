@@ -1,0 +1,195 @@
+//! Cookies (RFC 6265, the parts a load test meets): parsing `Set-Cookie` from kept responses,
+//! each user's jar, and the `Cookie` header it sends. Works on bytes and plain values; the
+//! engine holds one `Jar` per user.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::conn::Kept;
+
+/// One stored cookie (RFC 6265 §5.3, the parts a load test meets).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cookie {
+    pub name: String,
+    pub value: String,
+    /// Lower-case domain; `host_only` when the server gave no Domain attribute.
+    pub domain: String,
+    pub host_only: bool,
+    pub path: String,
+    pub expires: Option<SystemTime>,
+}
+
+/// A user's cookies.
+#[derive(Debug, Default)]
+pub struct Jar {
+    cookies: Vec<Cookie>,
+}
+
+impl Jar {
+    /// Stores `cookie`, replacing one with the same (name, domain, path); an expired one deletes.
+    pub fn set(&mut self, cookie: Cookie) {
+        self.cookies.retain(|c| !(c.name == cookie.name && c.domain == cookie.domain && c.path == cookie.path));
+        if cookie.expires.is_none_or(|at| at > SystemTime::now()) {
+            self.cookies.push(cookie);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.cookies.iter().find(|c| c.name == name).map(|c| c.value.as_str())
+    }
+
+    /// Appends a `Cookie:` header with the cookies that match the host and path, if any.
+    pub fn header_for(&self, authority: &str, path: &str, out: &mut Vec<u8>) {
+        let host = host_of(authority).to_ascii_lowercase();
+        let now = SystemTime::now();
+        let mut first = true;
+        for cookie in &self.cookies {
+            let domain_ok = if cookie.host_only {
+                host == cookie.domain
+            } else {
+                host == cookie.domain || host.ends_with(&format!(".{}", cookie.domain))
+            };
+            let path_ok = path == cookie.path
+                || (path.starts_with(&cookie.path)
+                    && (cookie.path.ends_with('/') || path.as_bytes().get(cookie.path.len()) == Some(&b'/')));
+            if !domain_ok || !path_ok || cookie.expires.is_some_and(|at| at <= now) {
+                continue;
+            }
+            out.extend_from_slice(if first { b"Cookie: " } else { b"; " });
+            first = false;
+            out.extend_from_slice(cookie.name.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(cookie.value.as_bytes());
+        }
+        if !first {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Parses a Set-Cookie value sent by `host`; `None` when it has no name=value pair.
+pub fn parse_set_cookie(line: &str, host: &str) -> Option<Cookie> {
+    let mut parts = line.split(';');
+    let (name, value) = parts.next()?.split_once('=')?;
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    let mut cookie = Cookie {
+        name: name.to_string(),
+        value: value.trim().trim_matches('"').to_string(),
+        domain: host.to_ascii_lowercase(),
+        host_only: true,
+        path: "/".to_string(),
+        expires: None,
+    };
+    let mut max_age = None;
+    for attribute in parts {
+        let (key, value) = attribute.split_once('=').unwrap_or((attribute, ""));
+        let value = value.trim();
+        match key.trim().to_ascii_lowercase().as_str() {
+            "domain" if !value.is_empty() => {
+                cookie.domain = value.trim_start_matches('.').to_ascii_lowercase();
+                cookie.host_only = false;
+            }
+            "path" if value.starts_with('/') => cookie.path = value.to_string(),
+            "max-age" => max_age = value.parse::<i64>().ok(),
+            "expires" => cookie.expires = cookie.expires.or_else(|| parse_http_date(value)),
+            _ => {}
+        }
+    }
+    // Max-Age wins over Expires (§5.3 step 3).
+    if let Some(seconds) = max_age {
+        cookie.expires =
+            Some(if seconds <= 0 { UNIX_EPOCH } else { SystemTime::now() + Duration::from_secs(seconds as u64) });
+    }
+    Some(cookie)
+}
+
+/// IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`), the form servers send.
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = fields[..] else { return None };
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(month))? as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let mut hms = time.split(':').map(|f| f.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + s;
+    if secs < 0 {
+        return Some(UNIX_EPOCH);
+    }
+    Some(UNIX_EPOCH + Duration::from_secs(secs as u64))
+}
+
+impl Jar {
+    /// Stores every cookie `kept` sets (its `Set-Cookie` fields), as sent by `authority`.
+    pub fn store(&mut self, kept: &Kept, authority: &str) {
+        let host = host_of(authority);
+        for line in kept.headers("set-cookie") {
+            if let Some(cookie) = parse_set_cookie(line, host) {
+                self.set(cookie);
+            }
+        }
+    }
+}
+
+/// The value `kept` sets for cookie `name`, if it sets one.
+pub fn set_by(kept: &Kept, name: &str) -> Option<String> {
+    kept.headers("set-cookie").filter_map(|line| parse_set_cookie(line, "")).find(|c| c.name == name).map(|c| c.value)
+}
+
+/// The host part of an authority (`host:port`, `[v6]:port`).
+pub fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        let at = parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(at.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_445_412_480);
+        assert!(parse_http_date("yesterday").is_none());
+    }
+
+    #[test]
+    fn cookies_match_domain_path_and_expiry() {
+        let mut jar = Jar::default();
+        jar.set(parse_set_cookie("sid=abc; Path=/api; HttpOnly", "127.0.0.1").unwrap());
+        jar.set(parse_set_cookie("theme=dark", "127.0.0.1").unwrap());
+        jar.set(parse_set_cookie("other=1; Domain=example.com", "127.0.0.1").unwrap());
+        let header = |jar: &Jar, path: &str| {
+            let mut out = Vec::new();
+            jar.header_for("127.0.0.1:8080", path, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(header(&jar, "/api/x"), "Cookie: sid=abc; theme=dark\r\n");
+        assert_eq!(header(&jar, "/apix"), "Cookie: theme=dark\r\n");
+        // Max-Age=0 deletes.
+        jar.set(parse_set_cookie("theme=; Max-Age=0", "127.0.0.1").unwrap());
+        assert_eq!(header(&jar, "/"), "");
+        jar.set(parse_set_cookie("old=1; Expires=Wed, 21 Oct 2015 07:28:00 GMT", "127.0.0.1").unwrap());
+        assert_eq!(jar.get("old"), None);
+        let sub = parse_set_cookie("d=1; Domain=.example.com", "www.example.com").unwrap();
+        jar.set(sub);
+        let mut out = Vec::new();
+        jar.header_for("api.example.com", "/", &mut out);
+        assert_eq!(out, b"Cookie: other=1; d=1\r\n");
+    }
+}
