@@ -215,7 +215,7 @@ pub struct Plan {
 
 /// What a scenario file may say about the run, for the command line to override.
 #[derive(Clone, Debug, Default)]
-pub struct RunDefaults {
+pub struct FileSettings {
     pub users: Option<u64>,
     pub spawn_rate: Option<f64>,
     pub run_time: Option<Duration>,
@@ -253,15 +253,15 @@ impl Plan {
             false => None,
         };
         let mut plan = Plan::quick(&url, url.resolve()?, tls, timeout, args.pipeline, workers);
-        plan.apply_run_args(args, RunDefaults::default())?;
+        plan.apply_run_args(args, FileSettings::default())?;
         Ok(plan)
     }
 
     /// Applies the flags every kind of run shares. `file` holds what a scenario file says about
     /// users, spawn rate, run time and load shape; the command line wins where both say
     /// something.
-    pub fn apply_run_args(&mut self, args: &RunArgs, file: RunDefaults) -> Result<()> {
-        let RunDefaults { users: file_users, spawn_rate: file_rate, run_time: file_time, shape: file_shape } = file;
+    pub fn apply_run_args(&mut self, args: &RunArgs, file: FileSettings) -> Result<()> {
+        let FileSettings { users: file_users, spawn_rate: file_rate, run_time: file_time, shape: file_shape } = file;
         self.users = args.users.or(file_users).unwrap_or(1);
         if self.users == 0 {
             bail!("--users 0: at least one user is needed");

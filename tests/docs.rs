@@ -1,12 +1,12 @@
 //! `scenarios/README.md` cannot drift from the loader: every key a scenario file may use (the
-//! fields of the `*Def` structs and the variants of the `*Def` enums in `src/scenario/mod.rs`,
+//! fields of the `*Def` structs and the variants of the `*Def` enums in `src/scenario/file.rs`,
 //! under their serde names) must appear in the page as `` `key` ``.
 
 use std::path::Path;
 
 /// (type, key) for every key the loader accepts, read from its source.
 fn loader_keys() -> Vec<(String, String)> {
-    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scenario/mod.rs")).unwrap();
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scenario/file.rs")).unwrap();
     let mut keys = Vec::new();
     let mut current: Option<(String, bool)> = None; // (type name, is enum)
     let mut rename: Option<String> = None;

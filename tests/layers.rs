@@ -28,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("engine", &["config", "http", "stats", "runtime", "tls", "failure", "units"]),
     ("report", &["config", "stats", "failure", "units"]),
     ("keys", &["engine", "config"]),
-    ("target", &["runtime", "tls"]),
+    ("target", &["runtime", "tls", "units"]),
 ];
 
 fn root() -> PathBuf {

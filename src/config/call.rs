@@ -61,6 +61,22 @@ impl Template {
         Template { parts: vec![Part::Lit(text.to_string())] }
     }
 
+    /// Appends `part`, merging it into the last part when both are literal (so a template of
+    /// literals is one literal).
+    pub fn push(&mut self, part: Part) {
+        match (self.parts.last_mut(), part) {
+            (Some(Part::Lit(prev)), Part::Lit(next)) => prev.push_str(&next),
+            (_, part) => self.parts.push(part),
+        }
+    }
+
+    /// Appends every part of `other`, as `push` does.
+    pub fn extend(&mut self, other: Template) {
+        for part in other.parts {
+            self.push(part);
+        }
+    }
+
     /// The text when the template has no holes.
     pub fn as_literal(&self) -> Option<String> {
         let mut text = String::new();

@@ -29,12 +29,12 @@ pub fn parse(
     scope: &dyn Scope,
     lit: &dyn Fn(&str) -> String,
 ) -> Result<Template, TemplateError> {
-    let mut parts = Vec::new();
+    let mut template = Template::default();
     let mut rest = text;
     let mut offset = 0;
     while let Some(open) = rest.find("{{") {
         if open > 0 {
-            parts.push(Part::Lit(lit(&rest[..open])));
+            template.push(Part::Lit(lit(&rest[..open])));
         }
         let inner_start = open + 2;
         let Some(close) = rest[inner_start..].find("}}") else {
@@ -45,25 +45,17 @@ pub fn parse(
         let expr = parse_expr(inner.trim(), scope)
             .map_err(|message| TemplateError { offset: offset + inner_start + lead, message })?;
         match expr {
-            Parsed::Expr(expr) => parts.push(Part::Expr(expr, escape)),
-            Parsed::Constant(text) => parts.push(Part::Lit(lit(&text))),
+            Parsed::Expr(expr) => template.push(Part::Expr(expr, escape)),
+            Parsed::Constant(text) => template.push(Part::Lit(lit(&text))),
         }
         let consumed = inner_start + close + 2;
         offset += consumed;
         rest = &rest[consumed..];
     }
     if !rest.is_empty() {
-        parts.push(Part::Lit(lit(rest)));
+        template.push(Part::Lit(lit(rest)));
     }
-    // Adjacent literals (from constants) merge, so a template of constants is one literal.
-    let mut merged: Vec<Part> = Vec::with_capacity(parts.len());
-    for part in parts {
-        match (merged.last_mut(), part) {
-            (Some(Part::Lit(prev)), Part::Lit(next)) => prev.push_str(&next),
-            (_, part) => merged.push(part),
-        }
-    }
-    Ok(Template { parts: merged })
+    Ok(template)
 }
 
 /// Whether `text` is exactly one hole (`"{{ x }}"`), so a JSON body can keep its value's type.
