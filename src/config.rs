@@ -6,152 +6,24 @@
 //! mode (a URL on the command line) is a one-type, one-task, one-request plan with no wait;
 //! scenario files compile into the same structure.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{parse_cpu_list, RunArgs};
-use crate::http::{encode_request, Url};
+use crate::cli::parse_cpu_list;
 use crate::runtime::Io;
 
 mod call;
+mod flags;
 mod shape;
+mod task;
 mod threshold;
 pub use call::{percent_encode, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Part, Source, Template};
+pub use flags::FileSettings;
 pub use shape::{Shape, Stage};
+pub use task::{DataFile, Endpoint, Request, Step, Task, TaskKind, UserType, Vars, Wait};
 pub use threshold::{EndpointFilter, Metric, Op, Threshold};
-
-/// A (method, name) pair under which requests are counted. Its index in `Plan::endpoints` is
-/// the endpoint id used by stats.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub method: String,
-    pub name: String,
-}
-
-/// One prepared request.
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub endpoint: usize,
-    pub addr: SocketAddr,
-    /// HTTPS: the TLS configuration and server name.
-    pub tls: Option<crate::tls::Target>,
-    /// The complete request, encoded once.
-    pub bytes: Vec<u8>,
-    /// HEAD: the response has no body whatever its headers say.
-    pub is_head: bool,
-    /// Safe to send again after an idle keep-alive close (GET, HEAD, PUT, DELETE, OPTIONS).
-    pub idempotent: bool,
-    pub timeout: Duration,
-}
-
-#[derive(Clone, Debug)]
-pub enum Step {
-    /// A request encoded once (quick mode): the zero-allocation path.
-    Request(Request),
-    /// A scenario request, built per send (templates, session headers and cookies), checked
-    /// and captured from.
-    Call(Box<Call>),
-}
-
-#[derive(Clone, Debug)]
-pub struct Task {
-    pub name: String,
-    pub weight: u32,
-    /// Times in a row the task runs when picked (sequential task sets: `repeat`).
-    pub repeat: u32,
-    pub tags: Vec<String>,
-    pub kind: TaskKind,
-}
-
-#[derive(Clone, Debug)]
-pub enum TaskKind {
-    /// Steps run in order; data captured by one is available to the next.
-    Steps(Vec<Step>),
-    /// A nested task set (Locust's `TaskSet`): picks its own tasks until it interrupts back to
-    /// the parent. Weighted: each pick chooses "interrupt" with `interrupt_weight` against the
-    /// tasks' weights. Sequential: runs its tasks in order `loops` times, then returns.
-    Set { tasks: Vec<Task>, sequential: bool, interrupt_weight: u32, loops: u32 },
-}
-
-impl Task {
-    /// A task of steps, weight 1.
-    pub fn steps(name: impl Into<String>, steps: Vec<Step>) -> Task {
-        Task { name: name.into(), weight: 1, repeat: 1, tags: Vec::new(), kind: TaskKind::Steps(steps) }
-    }
-}
-
-/// Think time after each task (Locust's `wait_time`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Wait {
-    None,
-    Constant(Duration),
-    Between(Duration, Duration),
-    /// A task starts every period, whatever it took (`constant_pacing`, and
-    /// `constant_throughput` as 1/rate).
-    Pacing(Duration),
-    /// Task starts form a Poisson process of this rate per second: exponential gaps between
-    /// starts, less the time the task took.
-    Poisson(f64),
-}
-
-#[derive(Clone, Debug)]
-pub struct UserType {
-    pub name: String,
-    pub weight: u32,
-    /// This many users of the type, started first (Locust's `fixed_count`); the rest of the
-    /// users are split by weight among the types without one.
-    pub fixed_count: Option<u64>,
-    pub tasks: Vec<Task>,
-    pub wait: Wait,
-    /// Default headers each user starts with (steps may set more).
-    pub headers: Vec<(String, Template)>,
-    /// Steps each user runs once before its first task, and once when it stops.
-    pub on_start: Vec<Step>,
-    pub on_stop: Vec<Step>,
-}
-
-impl UserType {
-    pub fn new(name: impl Into<String>, tasks: Vec<Task>) -> UserType {
-        UserType {
-            name: name.into(),
-            weight: 1,
-            fixed_count: None,
-            tasks,
-            wait: Wait::None,
-            headers: Vec::new(),
-            on_start: Vec::new(),
-            on_stop: Vec::new(),
-        }
-    }
-}
-
-/// Per-user variables: names and starting values (constants; captures start as null). Data-file
-/// columns and captures write into slots; templates read them.
-#[derive(Clone, Debug, Default)]
-pub struct Vars {
-    pub names: Vec<String>,
-    pub initial: Vec<serde_json::Value>,
-}
-
-impl Vars {
-    pub fn slot(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
-    }
-}
-
-/// A CSV data file: each row fills the column variables.
-#[derive(Clone, Debug)]
-pub struct DataFile {
-    pub name: String,
-    /// Slot of each column's variable.
-    pub slots: Vec<usize>,
-    pub rows: Vec<Vec<serde_json::Value>>,
-    /// `per_user`: user i keeps row i mod n; else round-robin: each task takes the next row.
-    pub per_user: bool,
-}
 
 /// Where results go.
 #[derive(Clone, Debug)]
@@ -213,15 +85,6 @@ pub struct Plan {
     pub output: Output,
 }
 
-/// What a scenario file may say about the run, for the command line to override.
-#[derive(Clone, Debug, Default)]
-pub struct FileSettings {
-    pub users: Option<u64>,
-    pub spawn_rate: Option<f64>,
-    pub run_time: Option<Duration>,
-    pub shape: Option<Shape>,
-}
-
 /// Open model: users at most, unless `--max-users` says.
 pub const DEFAULT_MAX_USERS: u64 = 1000;
 
@@ -233,208 +96,6 @@ pub const RESERVED_FDS: u64 = 64;
 
 impl Plan {
     /// Resolves command-line flags into a plan (quick mode: the URL, or `--host`).
-    pub fn from_cli(args: &RunArgs) -> Result<Plan> {
-        let url_text = match (&args.url, &args.host) {
-            (Some(url), _) => url.clone(),
-            (None, Some(host)) => host.clone(),
-            (None, None) => bail!(
-                "nothing to test: give a URL (e.g. swarmer http://127.0.0.1:8080/), --host, or a scenario file (-f FILE)"
-            ),
-        };
-        let url = Url::parse(&url_text).map_err(anyhow::Error::msg)?;
-        let workers = resolve_workers(args.threads, args.cpus.as_deref())?;
-        let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let tls = args.tls_options().map_err(anyhow::Error::msg)?;
-        let tls = match url.tls {
-            true => Some(
-                crate::tls::Target::new(crate::tls::client_config(&tls).map_err(anyhow::Error::msg)?, &url.host)
-                    .map_err(anyhow::Error::msg)?,
-            ),
-            false => None,
-        };
-        let mut plan = Plan::quick(&url, url.resolve()?, tls, timeout, args.pipeline, workers);
-        plan.apply_run_args(args, FileSettings::default())?;
-        Ok(plan)
-    }
-
-    /// Applies the flags every kind of run shares. `file` holds what a scenario file says about
-    /// users, spawn rate, run time and load shape; the command line wins where both say
-    /// something.
-    pub fn apply_run_args(&mut self, args: &RunArgs, file: FileSettings) -> Result<()> {
-        let FileSettings { users: file_users, spawn_rate: file_rate, run_time: file_time, shape: file_shape } = file;
-        self.users = args.users.or(file_users).unwrap_or(1);
-        if self.users == 0 {
-            bail!("--users 0: at least one user is needed");
-        }
-        self.spawn_rate = args.spawn_rate.or(file_rate).unwrap_or(1.0);
-        if !(self.spawn_rate > 0.0 && self.spawn_rate.is_finite()) {
-            bail!("spawn rate {}: expected users per second above 0", self.spawn_rate);
-        }
-        self.run_time = args.run_time.or(file_time);
-        self.shape = match (&args.stages, &args.shape) {
-            (Some(_), Some(_)) => bail!("give --stages or --shape, not both"),
-            (Some(text), None) => Some(Shape::parse_stages(text).map_err(|e| anyhow::anyhow!("--stages {text}: {e}"))?),
-            (None, Some(text)) => Some(Shape::parse_named(text).map_err(|e| anyhow::anyhow!("--shape {text}: {e}"))?),
-            (None, None) => file_shape,
-        };
-        if let Some(shape) = &self.shape {
-            match (shape.duration(), self.run_time) {
-                // Stages decide how long the run lasts unless -t says otherwise.
-                (Some(total), None) => self.run_time = Some(total),
-                (None, None) => bail!("--shape needs -t/--run-time: the shape is laid over the run time"),
-                _ => {}
-            }
-        }
-        self.rate = args.rate;
-        self.max_start_delay = args.max_start_delay;
-        // The open model: a constant --rate, rate stages (N/s), or a named shape with --rate as
-        // its peak.
-        match (&self.shape, args.rate) {
-            (Some(shape), Some(_)) if shape.is_rate() => {
-                bail!("--rate and rate stages (N/s) both give the rate: drop --rate, the stages' highest rate is the peak")
-            }
-            (Some(Shape::Stages(_)), Some(rate)) => {
-                bail!("--stages with --rate {rate}: give the stages as rates, e.g. 30s:500/s,1m:500/s")
-            }
-            (Some(shape), None) if shape.is_rate() => self.rate = Some(shape.peak(0.0)),
-            _ => {}
-        }
-        if let Some(rate) = self.rate {
-            if rate <= 0.0 {
-                bail!("the rate stages never rise above 0/s");
-            }
-            if args.iterations.is_some() {
-                bail!("--rate (open model) does not combine with --iterations");
-            }
-            if args.users.is_some() {
-                bail!("--rate: the open model has no --users; --max-users caps the pool of users");
-            }
-            self.users = args.max_users.unwrap_or(DEFAULT_MAX_USERS);
-            if self.users < self.workers.len() as u64 {
-                bail!("--max-users {}: at least one per worker thread ({})", self.users, self.workers.len());
-            }
-        } else {
-            if args.max_users.is_some() {
-                bail!("--max-users caps the open model's pool: it needs --rate");
-            }
-            if let Some(shape) = &self.shape {
-                // The peak is the most users at once: sockets and the user table are sized for it.
-                self.users = (shape.peak(self.users as f64) as u64).max(1);
-            }
-        }
-        self.iterations = args.iterations;
-        if self.iterations == Some(0) {
-            bail!("--iterations 0: each user needs at least one task");
-        }
-        self.reset_stats = args.reset_stats;
-        self.stop_timeout = args.stop_timeout;
-        self.io = args.io;
-        self.defer_taskrun = !args.no_defer_taskrun;
-        self.output.only_summary = args.only_summary;
-        self.output.csv_prefix = args.csv.clone();
-        self.output.csv_full_history = args.csv_full_history;
-        self.output.exit_code_on_error = args.exit_code_on_error;
-        self.output.abort_on_threshold = args.abort_on_threshold;
-        for text in &args.threshold {
-            self.thresholds.push(Threshold::parse(text).map_err(|e| anyhow::anyhow!("--threshold {e}"))?);
-        }
-        self.check_thresholds()?;
-        Ok(())
-    }
-
-    /// Every threshold that names an endpoint must name one of the plan's.
-    pub fn check_thresholds(&self) -> Result<()> {
-        for threshold in &self.thresholds {
-            let Some(filter) = &threshold.endpoint else { continue };
-            let known = self
-                .endpoints
-                .iter()
-                .any(|e| e.name == filter.name && filter.method.as_ref().is_none_or(|m| *m == e.method));
-            if !known {
-                let names: Vec<String> = self.endpoints.iter().map(|e| format!("{} {}", e.method, e.name)).collect();
-                bail!(
-                    "threshold {:?}: no endpoint {:?}; the endpoints are: {}",
-                    threshold.text,
-                    filter.name,
-                    names.join(", ")
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// A plan with no user types yet (scenario files fill them in), defaults elsewhere.
-    pub fn empty(workers: Vec<Option<usize>>, timeout: Duration) -> Plan {
-        let mut plan = Plan::quick(
-            &Url { tls: false, host: "127.0.0.1".into(), port: 80, target: "/".into() },
-            ([127, 0, 0, 1], 80).into(),
-            None,
-            timeout,
-            1,
-            workers,
-        );
-        plan.user_types.clear();
-        plan.endpoints.clear();
-        plan
-    }
-
-    /// A one-request plan: GET `url` in a loop with no think time, defaults elsewhere.
-    pub fn quick(
-        url: &Url,
-        addr: SocketAddr,
-        tls: Option<crate::tls::Target>,
-        timeout: Duration,
-        pipeline: usize,
-        workers: Vec<Option<usize>>,
-    ) -> Plan {
-        let request = Request {
-            endpoint: 0,
-            addr,
-            tls,
-            bytes: encode_request("GET", &url.target, &url.authority(), &[], b""),
-            is_head: false,
-            idempotent: true,
-            timeout,
-        };
-        let task = Task::steps(format!("GET {}", url.target), vec![Step::Request(request)]);
-        Plan {
-            user_types: vec![UserType::new("QuickUser", vec![task])],
-            endpoints: vec![Endpoint { method: "GET".into(), name: url.target.clone() }],
-            vars: Vars::default(),
-            data: Vec::new(),
-            pools: Vec::new(),
-            pool_seeds: Vec::new(),
-            thresholds: Vec::new(),
-            setup: Vec::new(),
-            teardown: Vec::new(),
-            users: 1,
-            spawn_rate: 1.0,
-            run_time: None,
-            shape: None,
-            rate: None,
-            live_control: false,
-            headroom: 0,
-            max_start_delay: Duration::from_secs(1),
-            iterations: None,
-            reset_stats: false,
-            stop_timeout: Duration::ZERO,
-            max_timeout: timeout,
-            pipeline,
-            workers,
-            io: Io::Auto,
-            defer_taskrun: true,
-            tick: Duration::from_secs(1),
-            output: Output {
-                only_summary: false,
-                csv_prefix: None,
-                csv_full_history: false,
-                exit_code_on_error: 1,
-                print_every: Duration::from_secs(2),
-                abort_on_threshold: false,
-            },
-        }
-    }
-
     /// The histogram upper bound in µs: the longest timeout plus slack for scheduling.
     pub fn histogram_max_us(&self) -> u64 {
         (self.max_timeout.as_micros() as u64).saturating_mul(2).max(1_000_000)
@@ -551,6 +212,7 @@ pub fn resolve_workers(threads: Option<usize>, cpus: Option<&str>) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Url;
 
     #[test]
     fn user_types_interleave_by_weight() {

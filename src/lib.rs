@@ -3,24 +3,51 @@
 //! # Layout
 //!
 //! Data flows one way: **cli / scenario → config (`Plan`) → engine (workers, users) → http (`Conn`) →
-//! stats (`CoreStats`, `Snapshot`) → report**.
+//! stats (`CoreStats`, `Snapshot`) → report**. `tests/layers.rs` checks every import against
+//! this flow and that this map names every file.
 //!
-//! | concept | file |
+//! | concept | files |
 //! |---|---|
+//! | the binary: parse, run, exit code | `main.rs` |
+//! | the composition root: run, dispatch, exit codes | `lib.rs` |
 //! | flags (Locust names) | `cli.rs` |
 //! | durations, counts, rates | `units.rs` |
-//! | the validated plan of a run | `config.rs`, `config/call.rs` |
-//! | scenario files (TOML) compiled into the plan | `scenario/` |
-//! | worker threads, pinning, ticks, stop | `engine/worker.rs` |
-//! | the virtual-user loop, task sets, scenario requests | `engine/user.rs` |
-//! | a scenario user's session (variables, cookies, checks) | `engine/session.rs` |
-//! | runtime construction (io_uring flags, epoll) | `runtime.rs` |
-//! | keep-alive connection | `http/conn.rs` |
+//! | the validated plan of a run, its limits and workers | `config.rs` |
+//! | the plan from flags; quick mode | `config/flags.rs` |
+//! | user types, tasks, steps, think time, variables | `config/task.rs` |
+//! | scenario calls: templates, checks, captures | `config/call.rs` |
+//! | load shapes and stages | `config/shape.rs` |
+//! | thresholds (`p99<250ms`) | `config/threshold.rs` |
+//! | scenario files: loading, errors, names, hosts | `scenario/mod.rs` |
+//! | the file's keys (serde) | `scenario/file.rs` |
+//! | user types and task sets compiled | `scenario/users.rs` |
+//! | a request step compiled; its body; its checks | `scenario/step.rs`, `scenario/body.rs`, `scenario/check.rs` |
+//! | `{{ }}` templates | `scenario/template.rs` |
+//! | the engine's map and threads | `engine/mod.rs` |
+//! | a worker thread's life; setup/teardown | `engine/thread.rs` |
+//! | spawn ramp, shapes, live users, arrivals | `engine/pacer.rs` |
+//! | the open model's start times | `engine/schedule.rs` |
+//! | the virtual-user loop, task sets, think time | `engine/user.rs` |
+//! | a scenario request: build, redirects, judge, effects | `engine/call.rs` |
+//! | checks and captures on a response | `engine/check.rs` |
+//! | a scenario user's variables, headers, cookies, request bytes | `engine/session.rs` |
+//! | send, retry an idle close, record | `engine/exchange.rs` |
+//! | a worker's state (slots, cancellation) | `engine/worker.rs` |
+//! | what every worker of a run shares | `engine/run.rs` |
+//! | the HTTP/1.1 client's map | `http/mod.rs` |
+//! | keep-alive connection, kept responses | `http/conn.rs` |
 //! | response head, body framing | `http/head.rs`, `http/body.rs` |
-//! | error taxonomy | `http/error.rs` |
+//! | request encoding, URLs | `http/request.rs`, `http/url.rs` |
+//! | cookies, redirects | `http/cookie.rs`, `http/redirect.rs` |
+//! | TLS (client and target) | `tls.rs` |
+//! | error taxonomy | `failure.rs` |
+//! | runtime construction (io_uring flags, epoll), precise timer | `runtime.rs` |
 //! | per-core histograms and snapshots | `stats/mod.rs` |
-//! | merging, console tables, CSV files | `report/` |
-//! | the built-in target server | `target/` |
+//! | merging, the final summary | `report/mod.rs` |
+//! | console tables, CSV files, number formats | `report/console.rs`, `report/csv.rs`, `report/format.rs` |
+//! | thresholds judged | `report/thresholds.rs` |
+//! | live control keys, signals | `keys.rs`, `signal.rs` |
+//! | the built-in target: server, canned routes, JSON API | `target/mod.rs`, `target/routes.rs`, `target/api.rs` |
 //!
 //! `run` is the one composition root: start the reporter, start the engine, wait, return the
 //! outcome. `main.rs` parses flags, calls in here, prints the error chain and exits.
@@ -74,25 +101,23 @@ pub struct RunOptions {
 
 /// Runs `plan` to completion: reporter thread, worker threads, final report.
 pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
-    plan.check_resources()?;
+    plan.check_resources().map_err(usage)?;
     let plan = Arc::new(plan);
     let workers = plan.workers.len();
     let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded(workers * 64);
     let (spare_txs, spare_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| crossbeam_channel::bounded(4)).unzip();
     let engine_run = Arc::new(engine::Run::new(plan.clone(), options.stop.clone(), options.on_worker_start));
-    let start = engine_run.start;
     let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let reporter = Reporter::new(plan.clone(), start, start_unix, options.stop.clone())?;
+    let reporter = Reporter::new(plan.clone(), engine_run.start, start_unix, options.stop.clone())?;
     let engine_done = Arc::new(AtomicBool::new(false));
     let reporter_done = engine_done.clone();
     let reporter = std::thread::Builder::new()
         .name("swarmer-reporter".into())
         .spawn(move || reporter.run(snapshot_rx, spare_txs, &reporter_done))
         .context("cannot start the reporter thread")?;
-    let keys = if plan.live_control {
-        Some(keys::Keys::start(engine_run.clone()).context("cannot start the key reader")?)
-    } else {
-        None
+    let keys = match plan.live_control {
+        true => Some(keys::Keys::start(engine_run.clone()).context("cannot start the key reader")?),
+        false => None,
     };
     let handles = engine::start(engine_run, snapshot_tx, spare_rxs)?;
     while handles.iter().any(|h| !h.is_finished()) {
@@ -117,7 +142,13 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         Ok(result) => result?,
         Err(_) => anyhow::bail!("the reporter thread panicked"),
     };
-    let exit_code = if let Some(err) = worker_error {
+    let exit_code = exit_code(&plan, &summary, worker_error);
+    Ok(Outcome { summary, exit_code })
+}
+
+/// The process exit code a finished run earns (printing why when it could not start).
+fn exit_code(plan: &Plan, summary: &Summary, worker_error: Option<anyhow::Error>) -> i32 {
+    if let Some(err) = worker_error {
         eprintln!("error: {err:#}");
         EXIT_NO_START
     } else if summary.requests > 0 && summary.connect_failures == summary.requests {
@@ -129,8 +160,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         plan.output.exit_code_on_error
     } else {
         0
-    };
-    Ok(Outcome { summary, exit_code })
+    }
 }
 
 /// Dispatches a parsed command line; returns the process exit code.
@@ -139,17 +169,18 @@ pub fn main_with(cli: cli::Cli) -> Result<i32> {
         Some(cli::Command::Target(args)) => run_target(&args),
         Some(cli::Command::Demo(args)) => run_demo(&args),
         None if cli.run.scenario.is_some() => run_scenario(&cli.run),
-        None => {
-            let mut plan = Plan::from_cli(&cli.run).map_err(usage)?;
-            plan.check_resources().map_err(usage)?;
-            if keys::stdin_is_terminal() {
-                plan.enable_live_control();
-            }
-            signal::install();
-            let options = RunOptions { watch_signals: true, ..RunOptions::default() };
-            Ok(run(plan, options)?.exit_code)
-        }
+        None => run_from_terminal(Plan::from_cli(&cli.run).map_err(usage)?),
     }
+}
+
+/// Runs a plan from the command line: live keys when stdin is a terminal, Ctrl-C stops it
+/// gracefully, `setup`/`teardown` around it.
+fn run_from_terminal(mut plan: Plan) -> Result<i32> {
+    if keys::stdin_is_terminal() {
+        plan.enable_live_control();
+    }
+    signal::install();
+    Ok(run_scenario_plan(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?.exit_code)
 }
 
 /// Builds the plan of a scenario run: the file compiled, the command line applied over it.
@@ -179,7 +210,7 @@ pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
 }
 
 fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
-    let mut plan = scenario_plan(args)?;
+    let plan = scenario_plan(args)?;
     let path = args.scenario.as_ref().expect("checked by the caller").display().to_string();
     if args.check {
         let tasks: usize = plan.user_types.iter().map(|u| u.tasks.len()).sum();
@@ -194,12 +225,7 @@ fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
         print!("{}", report::task_ratios(&plan));
         return Ok(0);
     }
-    plan.check_resources().map_err(usage)?;
-    if keys::stdin_is_terminal() {
-        plan.enable_live_control();
-    }
-    signal::install();
-    Ok(run_scenario_plan(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?.exit_code)
+    run_from_terminal(plan)
 }
 
 /// Runs a scenario plan: its `setup` steps once (their captures become every user's starting

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::config::{percent_encode, Call, Escape, Expr, Part, Plan, Template};
 use crate::http::cookie::Jar;
+use crate::http::request::put_header;
 
 /// Values a shared pool keeps; beyond it, a new value replaces a random old one.
 pub const POOL_CAPACITY: usize = 10_000;
@@ -172,7 +173,7 @@ impl Session {
         wbuf.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
             if !call.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                put_header(wbuf, name, value.as_bytes());
+                put_header(wbuf, name.as_bytes(), value.as_bytes());
             }
         }
         for (name, value) in &call.headers {
@@ -190,7 +191,7 @@ impl Session {
             };
             if let Some(content_type) = content_type {
                 if !overridden("content-type") {
-                    put_header(wbuf, "Content-Type", content_type.as_bytes());
+                    put_header(wbuf, b"Content-Type", content_type.as_bytes());
                 }
             }
         }
@@ -235,13 +236,6 @@ fn write_escaped(text: &str, non_string: bool, escape: Escape, out: &mut Vec<u8>
 fn json_escape(text: &str, out: &mut Vec<u8>) {
     let quoted = serde_json::to_string(text).expect("strings serialize");
     out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
-}
-
-fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The literal path prefix of a target template (cookies match on it).

@@ -1,5 +1,6 @@
-//! The HTTP/1.1 client: request encoding, response head parsing, body framing and the
-//! keep-alive connection. A leaf: it imports nothing else from the crate.
+//! The HTTP/1.1 client: URLs, request encoding, response head parsing, body framing, the
+//! keep-alive connection, cookies and redirects. It imports only the leaves `failure` (the error
+//! taxonomy) and `tls` (the TLS adapter it drives on the same socket).
 //!
 //! Parsing is sans-IO (`head`, `body` work on byte slices and are tested split at every offset);
 //! `conn` drives them over a monoio `TcpStream` with one reusable read buffer per connection.

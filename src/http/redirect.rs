@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::conn::Kept;
 use super::cookie::Jar;
+use super::request::put_request_line;
 use super::url::Url;
 use crate::failure::Failure;
 
@@ -67,12 +68,8 @@ pub fn rewrite(request: &[u8], status: u16, hop: &Hop, jar: &Jar, out: &mut Vec<
     let method = lines.next().and_then(|line| line.split(|&b| b == b' ').next()).unwrap_or(b"GET");
     let keep_method = matches!(status, 307 | 308) || method == b"HEAD";
     out.clear();
-    out.extend_from_slice(if keep_method { method } else { b"GET" });
-    out.push(b' ');
-    out.extend_from_slice(hop.target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(hop.authority.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let method = if keep_method { method } else { b"GET" };
+    put_request_line(out, method, hop.target.as_bytes(), hop.authority.as_bytes());
     for line in lines.filter(|line| !line.is_empty()) {
         let name = line.split(|&b| b == b':').next().unwrap_or(b"").trim_ascii();
         let framing = name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"content-type");

@@ -6,19 +6,11 @@
 /// given or the method usually carries one.
 pub fn encode_request(method: &str, target: &str, host: &str, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + target.len() + host.len() + body.len());
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    put_request_line(&mut out, method.as_bytes(), target.as_bytes(), host.as_bytes());
     let mut has_user_agent = false;
     for (name, value) in headers {
         has_user_agent |= name.eq_ignore_ascii_case("user-agent");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(&mut out, name.as_bytes(), value.as_bytes());
     }
     if !has_user_agent {
         out.extend_from_slice(concat!("User-Agent: swarmer/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes());
@@ -29,6 +21,24 @@ pub fn encode_request(method: &str, target: &str, host: &str, headers: &[(String
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
+}
+
+/// Writes a request line and its Host field: `METHOD target HTTP/1.1\r\nHost: host\r\n`.
+pub fn put_request_line(out: &mut Vec<u8>, method: &[u8], target: &[u8], host: &[u8]) {
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(target);
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes one header field: `name: value\r\n`.
+pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

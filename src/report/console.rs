@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use super::format::{console_ms, PERCENTILES, PERCENTILE_TITLES};
-use super::{Row, Table};
+use super::{Results, Row, Table};
 use crate::config::Plan;
 use crate::stats::{AbortCount, Arrivals, EndpointStats};
 use crate::units::HumanDuration;
@@ -40,7 +40,7 @@ fn request_separator() -> String {
 
 /// One request-table line. `rates` are (req/s, failures/s).
 fn request_line(method: &str, name: &str, stats: &EndpointStats, rates: (f64, f64)) -> String {
-    let fail_pct = if stats.count == 0 { 0.0 } else { stats.failures as f64 * 100.0 / stats.count as f64 };
+    let fail_pct = stats.fail_ratio() * 100.0;
     let min = if stats.count == 0 { 0.0 } else { stats.min_us as f64 };
     let method = if method.is_empty() { String::new() } else { format!("{method} ") };
     format!(
@@ -176,16 +176,9 @@ fn abort_report(aborts: &[AbortCount]) -> Vec<String> {
 }
 
 /// The final report: whole-run table, percentiles, errors, and what Locust does not show.
-pub fn print_final(
-    plan: &Plan,
-    totals: &Table,
-    endpoints: &[EndpointStats],
-    aborts: &[AbortCount],
-    arrivals: &Arrivals,
-    elapsed_secs: f64,
-    drivers: &str,
-) {
-    emit(&request_table(totals, None, elapsed_secs));
+pub fn print_final(results: &Results, drivers: &str) {
+    let Results { plan, totals, endpoints, aborts, .. } = results;
+    emit(&request_table(totals, None, results.elapsed_secs));
     emit(&percentile_table(totals));
     if plan.rate.is_some() {
         emit(&service_table(totals));
@@ -197,6 +190,14 @@ pub fn print_final(
     if !aborts.is_empty() {
         emit(&abort_report(aborts));
     }
+    emit(&notes(results, drivers));
+}
+
+/// The lines after the tables: what Locust does not show (cancelled and clamped requests, the
+/// open model's schedule, the reset) and the run's one-line summary.
+fn notes(results: &Results, drivers: &str) -> Vec<String> {
+    let Results { plan, totals, endpoints, arrivals, elapsed_secs, .. } = results;
+    let elapsed_secs = *elapsed_secs;
     let mut notes = Vec::new();
     let cancelled: u64 = endpoints.iter().map(|s| s.cancelled).sum();
     if cancelled > 0 {
@@ -212,24 +213,7 @@ pub fn print_final(
         ));
     }
     if let Some(rate) = plan.rate {
-        let lag = |q: f64| arrivals.lag.as_ref().map_or(0, |h| if h.is_empty() { 0 } else { h.value_at_quantile(q) });
-        // Starts come due only within the run time (the stop timeout adds none).
-        let schedule_secs = plan.run_time.map_or(elapsed_secs, |t| t.as_secs_f64().min(elapsed_secs));
-        let wanted = match plan.shape {
-            Some(_) => format!("the load shape's rate wanted (peak {rate}/s)"),
-            None => format!("{rate}/s wanted"),
-        };
-        notes.push(format!(
-            "Open model: {wanted}; {} starts came due ({:.2}/s), {} began late (>1 ms), {} dropped (no free user among --max-users {} within --max-start-delay); start lag p50 {} us, p99 {} us, max {} us",
-            arrivals.scheduled,
-            arrivals.scheduled as f64 / schedule_secs.max(1e-9),
-            arrivals.late,
-            arrivals.dropped,
-            plan.users,
-            lag(0.5),
-            lag(0.99),
-            lag(1.0),
-        ));
+        notes.push(open_model_note(plan, rate, arrivals, elapsed_secs));
     }
     if plan.reset_stats {
         notes.push(format!("Statistics cover the {elapsed_secs:.2}s after all users started (--reset-stats)"));
@@ -243,7 +227,29 @@ pub fn print_final(
         totals.aggregated.count,
         totals.aggregated.count as f64 / elapsed_secs
     ));
-    emit(&notes);
+    notes
+}
+
+/// The open model's schedule: starts due, late, dropped, and their lag.
+fn open_model_note(plan: &Plan, rate: f64, arrivals: &Arrivals, elapsed_secs: f64) -> String {
+    let lag = |q: f64| arrivals.lag.as_ref().map_or(0, |h| if h.is_empty() { 0 } else { h.value_at_quantile(q) });
+    // Starts come due only within the run time (the stop timeout adds none).
+    let schedule_secs = plan.run_time.map_or(elapsed_secs, |t| t.as_secs_f64().min(elapsed_secs));
+    let wanted = match plan.shape {
+        Some(_) => format!("the load shape's rate wanted (peak {rate}/s)"),
+        None => format!("{rate}/s wanted"),
+    };
+    format!(
+        "Open model: {wanted}; {} starts came due ({:.2}/s), {} began late (>1 ms), {} dropped (no free user among --max-users {} within --max-start-delay); start lag p50 {} us, p99 {} us, max {} us",
+        arrivals.scheduled,
+        arrivals.scheduled as f64 / schedule_secs.max(1e-9),
+        arrivals.late,
+        arrivals.dropped,
+        plan.users,
+        lag(0.5),
+        lag(0.99),
+        lag(1.0),
+    )
 }
 
 #[cfg(test)]

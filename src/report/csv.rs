@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::format::{csv_ms, csv_ms_f, utc_timestamp, PERCENTILES, PERCENTILE_TITLES};
-use super::Table;
+use super::{Results, Table};
 use crate::config::Plan;
 use crate::stats::{AbortCount, EndpointStats};
 
@@ -51,7 +51,8 @@ pub struct Files {
     full_history: bool,
 }
 
-fn writer<W: Write>(out: W) -> csv::Writer<W> {
+/// A CSV writer in Locust's dialect: CRLF, minimal quoting.
+pub fn writer<W: Write>(out: W) -> csv::Writer<W> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .quote_style(csv::QuoteStyle::Necessary)
@@ -130,81 +131,15 @@ impl Files {
         Ok(files)
     }
 
-    /// Rewrites `_stats.csv`, `_failures.csv`, `_exceptions.csv` with whole-run numbers.
-    pub fn write_snapshot(
-        &mut self,
-        plan: &Plan,
-        totals: &Table,
-        endpoints: &[EndpointStats],
-        aborts: &[AbortCount],
-        elapsed_secs: f64,
-    ) -> Result<()> {
-        replace_file(&self.stats, |out| {
-            let header: Vec<&str> = STATS_HEADER.iter().chain(&PERCENTILE_TITLES).copied().collect();
-            out.write_record(&header)?;
-            let rows = totals.rows.iter().map(|r| (r.method, r.name, r.stats));
-            for (method, name, stats) in rows.chain([("", "Aggregated", &totals.aggregated)]) {
-                let mut record =
-                    vec![method.to_string(), name.to_string(), stats.count.to_string(), stats.failures.to_string()];
-                let [median, mean, min, max, size] = time_fields(stats);
-                record.extend([median, mean, min, max, size]);
-                record.push(format!("{:.6}", stats.count as f64 / elapsed_secs));
-                record.push(format!("{:.6}", stats.failures as f64 / elapsed_secs));
-                record.extend(percentile_fields(stats));
-                out.write_record(&record)?;
-            }
-            Ok(())
-        })?;
-        replace_file(&self.failures, |out| {
-            out.write_record(FAILURES_HEADER)?;
-            let mut rows = Vec::new();
-            for (endpoint, stats) in plan.endpoints.iter().zip(endpoints) {
-                for error in &stats.errors {
-                    rows.push([
-                        endpoint.method.clone(),
-                        endpoint.name.clone(),
-                        error.failure.to_string(),
-                        error.count.to_string(),
-                        utc_timestamp(error.first_seen),
-                        utc_timestamp(error.last_seen),
-                    ]);
-                }
-            }
-            rows.sort_by(|a, b| (&a[1], &a[0], &a[2]).cmp(&(&b[1], &b[0], &b[2])));
-            for row in rows {
-                out.write_record(&row)?;
-            }
-            Ok(())
-        })?;
-        if plan.rate.is_some() {
-            // Open model: the raw service times, in `_stats.csv`'s row order.
-            replace_file(&self.service, |out| {
-                let header: Vec<&str> =
-                    ["Type", "Name", "Request Count"].iter().chain(&PERCENTILE_TITLES).copied().collect();
-                out.write_record(&header)?;
-                let rows = totals.rows.iter().map(|r| (r.method, r.name, r.stats));
-                for (method, name, stats) in rows.chain([("", "Aggregated", &totals.aggregated)]) {
-                    let mut record = vec![method.to_string(), name.to_string(), stats.count.to_string()];
-                    record.extend(PERCENTILES.iter().map(|&q| match stats.service {
-                        Some(_) if stats.count > 0 => csv_ms(stats.service_quantile_us(q)),
-                        _ => "N/A".to_string(),
-                    }));
-                    out.write_record(&record)?;
-                }
-                Ok(())
-            })?;
+    /// Rewrites `_stats.csv`, `_failures.csv`, `_exceptions.csv` (and, open model,
+    /// `_stats_service.csv`) with whole-run numbers.
+    pub fn write_snapshot(&mut self, results: &Results) -> Result<()> {
+        replace_file(&self.stats, |out| write_stats(out, &results.totals, results.elapsed_secs))?;
+        replace_file(&self.failures, |out| write_failures(out, results.plan, results.endpoints))?;
+        if results.plan.rate.is_some() {
+            replace_file(&self.service, |out| write_service(out, &results.totals))?;
         }
-        // Flow aborts: a required step failed, a capture found nothing, a pool was empty.
-        replace_file(&self.exceptions, |out| {
-            out.write_record(EXCEPTIONS_HEADER)?;
-            let mut rows: Vec<&AbortCount> = aborts.iter().collect();
-            rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(b.path)));
-            for abort in rows {
-                let message = format!("task aborted: {}", abort.reason);
-                out.write_record([abort.count.to_string().as_str(), &message, abort.path, "local"])?;
-            }
-            Ok(())
-        })
+        replace_file(&self.exceptions, |out| write_exceptions(out, results.aborts))
     }
 
     /// Appends this tick's rows: per endpoint with `--csv-full-history`, then Aggregated.
@@ -245,4 +180,72 @@ impl Files {
     pub fn flush(&mut self) -> Result<()> {
         Ok(self.history.flush()?)
     }
+}
+
+/// `_stats.csv`: per endpoint and Aggregated, whole-run counts, times, rates over
+/// `elapsed_secs` and percentiles.
+pub fn write_stats<W: Write>(out: &mut csv::Writer<W>, totals: &Table, elapsed_secs: f64) -> Result<()> {
+    let header: Vec<&str> = STATS_HEADER.iter().chain(&PERCENTILE_TITLES).copied().collect();
+    out.write_record(&header)?;
+    for (method, name, stats) in totals.all_rows() {
+        let mut record =
+            vec![method.to_string(), name.to_string(), stats.count.to_string(), stats.failures.to_string()];
+        record.extend(time_fields(stats));
+        record.push(format!("{:.6}", stats.count as f64 / elapsed_secs));
+        record.push(format!("{:.6}", stats.failures as f64 / elapsed_secs));
+        record.extend(percentile_fields(stats));
+        out.write_record(&record)?;
+    }
+    Ok(())
+}
+
+/// `_failures.csv`: one row per (method, name, error), sorted by name, method, error.
+pub fn write_failures<W: Write>(out: &mut csv::Writer<W>, plan: &Plan, endpoints: &[EndpointStats]) -> Result<()> {
+    out.write_record(FAILURES_HEADER)?;
+    let mut rows = Vec::new();
+    for (endpoint, stats) in plan.endpoints.iter().zip(endpoints) {
+        for error in &stats.errors {
+            rows.push([
+                endpoint.method.clone(),
+                endpoint.name.clone(),
+                error.failure.to_string(),
+                error.count.to_string(),
+                utc_timestamp(error.first_seen),
+                utc_timestamp(error.last_seen),
+            ]);
+        }
+    }
+    rows.sort_by(|a, b| (&a[1], &a[0], &a[2]).cmp(&(&b[1], &b[0], &b[2])));
+    for row in rows {
+        out.write_record(&row)?;
+    }
+    Ok(())
+}
+
+/// `_stats_service.csv` (open model): the raw service times, in `_stats.csv`'s row order.
+pub fn write_service<W: Write>(out: &mut csv::Writer<W>, totals: &Table) -> Result<()> {
+    let header: Vec<&str> = ["Type", "Name", "Request Count"].iter().chain(&PERCENTILE_TITLES).copied().collect();
+    out.write_record(&header)?;
+    for (method, name, stats) in totals.all_rows() {
+        let mut record = vec![method.to_string(), name.to_string(), stats.count.to_string()];
+        record.extend(PERCENTILES.iter().map(|&q| match stats.service {
+            Some(_) if stats.count > 0 => csv_ms(stats.service_quantile_us(q)),
+            _ => "N/A".to_string(),
+        }));
+        out.write_record(&record)?;
+    }
+    Ok(())
+}
+
+/// `_exceptions.csv`: flow aborts (a required step failed, a capture found nothing, a pool was
+/// empty), most frequent first.
+pub fn write_exceptions<W: Write>(out: &mut csv::Writer<W>, aborts: &[AbortCount]) -> Result<()> {
+    out.write_record(EXCEPTIONS_HEADER)?;
+    let mut rows: Vec<&AbortCount> = aborts.iter().collect();
+    rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(b.path)));
+    for abort in rows {
+        let message = format!("task aborted: {}", abort.reason);
+        out.write_record([abort.count.to_string().as_str(), &message, abort.path, "local"])?;
+    }
+    Ok(())
 }

@@ -54,6 +54,35 @@ impl<'a> Table<'a> {
         aggregated.errors.clear();
         Table { rows, aggregated }
     }
+
+    /// (method, name, stats) of every row, then ("", "Aggregated", …).
+    pub fn all_rows(&self) -> impl Iterator<Item = (&str, &str, &EndpointStats)> {
+        let rows = self.rows.iter().map(|r| (r.method, r.name, r.stats));
+        rows.chain([("", "Aggregated", &self.aggregated)])
+    }
+}
+
+/// Whole-run results as every report reads them: the endpoints' stats (in plan order) and the
+/// table sorted from them, aborted tasks, the open model's arrivals, and the seconds they cover.
+pub struct Results<'a> {
+    pub plan: &'a Plan,
+    pub endpoints: &'a [EndpointStats],
+    pub totals: Table<'a>,
+    pub aborts: &'a [AbortCount],
+    pub arrivals: &'a Arrivals,
+    pub elapsed_secs: f64,
+}
+
+impl<'a> Results<'a> {
+    fn new(
+        plan: &'a Plan,
+        endpoints: &'a [EndpointStats],
+        aborts: &'a [AbortCount],
+        arrivals: &'a Arrivals,
+        elapsed_secs: f64,
+    ) -> Results<'a> {
+        Results { plan, endpoints, totals: Table::new(plan, endpoints, false), aborts, arrivals, elapsed_secs }
+    }
 }
 
 /// Whole-run numbers handed back to the caller (exit code, tests).
@@ -253,7 +282,8 @@ impl Reporter {
         let current = Table::new(&plan, &window, false);
         if let Some(files) = &mut self.csv {
             files.write_history(timestamp, self.users, &totals, &current, window_secs)?;
-            files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, whole_secs)?;
+            let results = Results::new(&plan, &self.totals, &self.aborts, &self.arrivals, whole_secs);
+            files.write_snapshot(&results)?;
         }
         if plan.output.abort_on_threshold && !self.stop.load(Ordering::Relaxed) {
             if let Some(lost) = thresholds::lost_for_good(&plan, &self.totals) {
@@ -289,20 +319,12 @@ impl Reporter {
     fn finish(mut self, elapsed: Duration) -> Result<Summary> {
         let plan = self.plan.clone();
         let secs = (elapsed.as_secs_f64() - self.origin_secs).max(1e-9);
-        let totals = Table::new(&plan, &self.totals, false);
+        let results = Results::new(&plan, &self.totals, &self.aborts, &self.arrivals, secs);
         if let Some(files) = &mut self.csv {
-            files.write_snapshot(&plan, &totals, &self.totals, &self.aborts, secs)?;
+            files.write_snapshot(&results)?;
             files.flush()?;
         }
-        console::print_final(
-            &plan,
-            &totals,
-            &self.totals,
-            &self.aborts,
-            &self.arrivals,
-            secs,
-            &self.drivers.join(", "),
-        );
+        console::print_final(&results, &self.drivers.join(", "));
         let mut summary = Summary { elapsed, ..Summary::default() };
         if !plan.thresholds.is_empty() {
             let verdicts = thresholds::evaluate(&plan, &self.totals, secs);

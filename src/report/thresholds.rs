@@ -36,13 +36,7 @@ fn measure(metric: Metric, stats: &EndpointStats, elapsed_secs: f64) -> Option<f
         Metric::Min if timed => stats.min_us as f64,
         Metric::Max if timed => stats.max_us as f64,
         Metric::Percentile(_) | Metric::Avg | Metric::Min | Metric::Max => return None,
-        Metric::FailRatio => {
-            if stats.count == 0 {
-                0.0
-            } else {
-                stats.failures as f64 / stats.count as f64
-            }
-        }
+        Metric::FailRatio => stats.fail_ratio(),
         Metric::Failures => stats.failures as f64,
         Metric::Requests => stats.count as f64,
         Metric::Rps => stats.count as f64 / elapsed_secs.max(1e-9),

@@ -1,5 +1,5 @@
-//! Per-core recording and the snapshots that carry it to the reporter. A leaf: it imports only
-//! `http::Failure` (the error key); endpoints are plain indices into the plan's endpoint table.
+//! Per-core recording and the snapshots that carry it to the reporter. It imports only the leaf
+//! `failure` (the error key); endpoints are plain indices into the plan's endpoint table.
 //!
 //! A worker records into its own `CoreStats` with no locks and no shared atomics. On each tick
 //! it swaps the filled `Snapshot` for an empty one handed back by the reporter, so steady state
@@ -184,6 +184,15 @@ impl EndpointStats {
             return self.max_us;
         }
         self.hist.value_at_quantile(quantile).min(self.max_us).max(self.min_us.min(self.max_us))
+    }
+
+    /// Failures per request (0 with no requests).
+    pub fn fail_ratio(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.count as f64
+        }
     }
 
     pub fn mean_us(&self) -> f64 {

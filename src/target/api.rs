@@ -83,133 +83,199 @@ fn not_found() -> ApiResponse {
     reply(404, json!({"error": "not found"}))
 }
 
+/// Answers a request with the store, the path's `:id` segments as `ids`.
+type Handler = fn(&ApiRequest, &mut Store, &[&str]) -> ApiResponse;
+
+/// The routes: method (`None`: any), path segments after `/api/` (`:id` matches one segment and
+/// is handed over, `**` matches the rest), handler. The first match answers.
+const ROUTES: &[(Option<&str>, &[&str], Handler)] = &[
+    (None, &["echo", "**"], echo),
+    (Some("GET"), &["stats"], stats),
+    (Some("POST"), &["login"], login),
+    (Some("POST"), &["logout"], logout),
+    (Some("GET"), &["me"], me),
+    (Some("POST"), &["posts"], create_post),
+    (Some("GET"), &["posts"], recent_posts),
+    (Some("GET"), &["posts", ":id"], get_post),
+    (Some("POST"), &["posts", ":id", "comments"], create_comment),
+    (Some("GET"), &["posts", ":id", "comments"], post_comments),
+    (Some("GET"), &["comments", ":id"], get_comment),
+    (Some("GET"), &["photos", ":id"], get_photo),
+    (Some("GET"), &["redirect"], redirect),
+];
+
 /// Answers one API request (`path` starts with `/api/`).
 pub fn handle(request: &ApiRequest) -> ApiResponse {
     let mut guard = STORE.lock().unwrap_or_else(|e| e.into_inner());
     let store = guard.get_or_insert_with(Store::default);
     let parts: Vec<&str> = request.path.trim_start_matches("/api/").split('/').collect();
-    let id = |text: &str| text.parse::<usize>().ok();
-    match (request.method, parts.as_slice()) {
-        (_, ["echo", ..]) => {
-            let headers: serde_json::Map<String, Value> =
-                request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), Value::from(*v))).collect();
-            reply(
-                200,
-                json!({
-                    "method": request.method,
-                    "path": request.path,
-                    "query": request.query,
-                    "headers": headers,
-                    "body": String::from_utf8_lossy(request.body),
-                }),
-            )
+    for (method, pattern, handler) in ROUTES {
+        if method.is_some_and(|m| m != request.method) {
+            continue;
         }
-        ("GET", ["stats"]) => reply(
-            200,
-            json!({
-                "posts": store.posts.len(),
-                "comments": store.comments.len(),
-                "logins": store.logins,
-                "logouts": store.logouts,
-                "authorized": store.authorized,
-                "usernames": store.usernames.iter().collect::<Vec<_>>(),
-            }),
-        ),
-        ("POST", ["login"]) => {
-            let body = request.json().unwrap_or(Value::Null);
-            let Some(username) = body.get("username").and_then(Value::as_str) else {
-                return reply(400, json!({"error": "expected {\"username\": …, \"password\": …}"}));
-            };
-            if body.get("password").and_then(Value::as_str).is_none_or(str::is_empty) {
-                return reply(401, json!({"error": "password required"}));
-            }
-            store.next_session += 1;
-            store.logins += 1;
-            let session = format!("s{}", store.next_session);
-            let token = format!("t{}-{username}", store.next_session);
-            store.sessions.insert(session.clone(), username.to_string());
-            store.usernames.insert(username.to_string());
-            store.tokens.insert(token.clone(), username.to_string());
-            let mut response = reply(200, json!({"token": token, "username": username}));
-            response.headers.push(("Set-Cookie", format!("session={session}; Path=/; HttpOnly")));
+        if let Some(ids) = matches(pattern, &parts) {
+            return handler(request, store, &ids);
+        }
+    }
+    not_found()
+}
+
+/// The `:id` segments of `parts` when they match `pattern`.
+fn matches<'a>(pattern: &[&str], parts: &[&'a str]) -> Option<Vec<&'a str>> {
+    let mut ids = Vec::new();
+    for (index, segment) in pattern.iter().enumerate() {
+        match *segment {
+            "**" => return Some(ids),
+            ":id" => ids.push(*parts.get(index)?),
+            literal if parts.get(index) == Some(&literal) => {}
+            _ => return None,
+        }
+    }
+    (parts.len() == pattern.len()).then_some(ids)
+}
+
+fn id(text: &str) -> Option<usize> {
+    text.parse().ok()
+}
+
+fn echo(request: &ApiRequest, _: &mut Store, _: &[&str]) -> ApiResponse {
+    let headers: serde_json::Map<String, Value> =
+        request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), Value::from(*v))).collect();
+    reply(
+        200,
+        json!({
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "headers": headers,
+            "body": String::from_utf8_lossy(request.body),
+        }),
+    )
+}
+
+fn stats(_: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
+    reply(
+        200,
+        json!({
+            "posts": store.posts.len(),
+            "comments": store.comments.len(),
+            "logins": store.logins,
+            "logouts": store.logouts,
+            "authorized": store.authorized,
+            "usernames": store.usernames.iter().collect::<Vec<_>>(),
+        }),
+    )
+}
+
+fn login(request: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
+    let body = request.json().unwrap_or(Value::Null);
+    let Some(username) = body.get("username").and_then(Value::as_str) else {
+        return reply(400, json!({"error": "expected {\"username\": …, \"password\": …}"}));
+    };
+    if body.get("password").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return reply(401, json!({"error": "password required"}));
+    }
+    store.next_session += 1;
+    store.logins += 1;
+    let session = format!("s{}", store.next_session);
+    let token = format!("t{}-{username}", store.next_session);
+    store.sessions.insert(session.clone(), username.to_string());
+    store.usernames.insert(username.to_string());
+    store.tokens.insert(token.clone(), username.to_string());
+    let mut response = reply(200, json!({"token": token, "username": username}));
+    response.headers.push(("Set-Cookie", format!("session={session}; Path=/; HttpOnly")));
+    response
+}
+
+fn logout(request: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
+    match request.cookie("session").and_then(|s| store.sessions.remove(s)) {
+        Some(username) => {
+            store.logouts += 1;
+            let mut response = reply(200, json!({"ok": true, "username": username}));
+            response.headers.push(("Set-Cookie", "session=; Path=/; Max-Age=0".into()));
             response
         }
-        ("POST", ["logout"]) => match request.cookie("session").and_then(|s| store.sessions.remove(s)) {
-            Some(username) => {
-                store.logouts += 1;
-                let mut response = reply(200, json!({"ok": true, "username": username}));
-                response.headers.push(("Set-Cookie", "session=; Path=/; Max-Age=0".into()));
-                response
-            }
-            None => reply(401, json!({"error": "no session"})),
-        },
-        ("GET", ["me"]) => {
-            let by_cookie = request.cookie("session").and_then(|s| store.sessions.get(s));
-            let by_token = request
-                .header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .and_then(|t| store.tokens.get(t.trim()));
-            match by_cookie.or(by_token).cloned() {
-                Some(username) => {
-                    store.authorized += 1;
-                    reply(200, json!({"username": username}))
-                }
-                None => reply(401, json!({"error": "log in first"})),
-            }
+        None => reply(401, json!({"error": "no session"})),
+    }
+}
+
+fn me(request: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
+    let by_cookie = request.cookie("session").and_then(|s| store.sessions.get(s));
+    let by_token = request
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| store.tokens.get(t.trim()));
+    match by_cookie.or(by_token).cloned() {
+        Some(username) => {
+            store.authorized += 1;
+            reply(200, json!({"username": username}))
         }
-        ("POST", ["posts"]) => {
-            let body = request.json().unwrap_or(Value::Null);
-            let id = store.posts.len() + 1;
-            let post = json!({
-                "id": id,
-                "title": body.get("title").cloned().unwrap_or(Value::Null),
-                "body": body.get("body").cloned().unwrap_or(Value::Null),
-                "userId": body.get("userId").cloned().unwrap_or(Value::Null),
-            });
-            store.posts.push(post.clone());
-            reply(201, post)
-        }
-        ("GET", ["posts"]) => {
-            let recent: Vec<Value> = store.posts.iter().rev().take(20).cloned().collect();
-            reply(200, Value::Array(recent))
-        }
-        ("GET", ["posts", n]) => match id(n).and_then(|i| store.posts.get(i.wrapping_sub(1))) {
-            Some(post) => reply(200, post.clone()),
-            None => not_found(),
-        },
-        ("POST", ["posts", n, "comments"]) => {
-            let Some(post_id) = id(n).filter(|i| *i >= 1 && *i <= store.posts.len()) else {
-                return not_found();
-            };
-            let body = request.json().unwrap_or(Value::Null);
-            let comment = json!({
-                "id": store.comments.len() + 1,
-                "postId": post_id,
-                "body": body.get("body").cloned().unwrap_or(Value::Null),
-            });
-            store.comments.push(comment.clone());
-            reply(201, comment)
-        }
-        ("GET", ["posts", n, "comments"]) => {
-            let post_id = id(n).unwrap_or(0);
-            let list: Vec<Value> =
-                store.comments.iter().filter(|c| c["postId"].as_u64() == Some(post_id as u64)).cloned().collect();
-            reply(200, Value::Array(list))
-        }
-        ("GET", ["comments", n]) => match id(n).and_then(|i| store.comments.get(i.wrapping_sub(1))) {
-            Some(comment) => reply(200, comment.clone()),
-            None => not_found(),
-        },
-        ("GET", ["photos", n]) => match id(n).filter(|i| (1..=5000).contains(i)) {
-            Some(i) => reply(200, json!({"id": i, "albumId": i.div_ceil(50), "title": format!("photo {i}")})),
-            None => not_found(),
-        },
-        ("GET", ["redirect"]) => {
-            let to = request.query.split('&').find_map(|p| p.strip_prefix("to=")).unwrap_or("/");
-            let mut response = reply(302, json!({"location": to}));
-            response.headers.push(("Location", to.to_string()));
-            response
-        }
-        _ => not_found(),
+        None => reply(401, json!({"error": "log in first"})),
+    }
+}
+
+fn create_post(request: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
+    let body = request.json().unwrap_or(Value::Null);
+    let post = json!({
+        "id": store.posts.len() + 1,
+        "title": body.get("title").cloned().unwrap_or(Value::Null),
+        "body": body.get("body").cloned().unwrap_or(Value::Null),
+        "userId": body.get("userId").cloned().unwrap_or(Value::Null),
+    });
+    store.posts.push(post.clone());
+    reply(201, post)
+}
+
+fn recent_posts(_: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
+    reply(200, Value::Array(store.posts.iter().rev().take(20).cloned().collect()))
+}
+
+fn get_post(_: &ApiRequest, store: &mut Store, ids: &[&str]) -> ApiResponse {
+    found(id(ids[0]).and_then(|i| store.posts.get(i.wrapping_sub(1))))
+}
+
+fn create_comment(request: &ApiRequest, store: &mut Store, ids: &[&str]) -> ApiResponse {
+    let Some(post_id) = id(ids[0]).filter(|i| *i >= 1 && *i <= store.posts.len()) else {
+        return not_found();
+    };
+    let body = request.json().unwrap_or(Value::Null);
+    let comment = json!({
+        "id": store.comments.len() + 1,
+        "postId": post_id,
+        "body": body.get("body").cloned().unwrap_or(Value::Null),
+    });
+    store.comments.push(comment.clone());
+    reply(201, comment)
+}
+
+fn post_comments(_: &ApiRequest, store: &mut Store, ids: &[&str]) -> ApiResponse {
+    let post_id = id(ids[0]).unwrap_or(0) as u64;
+    let list = store.comments.iter().filter(|c| c["postId"].as_u64() == Some(post_id)).cloned().collect();
+    reply(200, Value::Array(list))
+}
+
+fn get_comment(_: &ApiRequest, store: &mut Store, ids: &[&str]) -> ApiResponse {
+    found(id(ids[0]).and_then(|i| store.comments.get(i.wrapping_sub(1))))
+}
+
+fn get_photo(_: &ApiRequest, _: &mut Store, ids: &[&str]) -> ApiResponse {
+    match id(ids[0]).filter(|i| (1..=5000).contains(i)) {
+        Some(i) => reply(200, json!({"id": i, "albumId": i.div_ceil(50), "title": format!("photo {i}")})),
+        None => not_found(),
+    }
+}
+
+fn redirect(request: &ApiRequest, _: &mut Store, _: &[&str]) -> ApiResponse {
+    let to = request.query.split('&').find_map(|p| p.strip_prefix("to=")).unwrap_or("/");
+    let mut response = reply(302, json!({"location": to}));
+    response.headers.push(("Location", to.to_string()));
+    response
+}
+
+/// 200 with `value`, or 404.
+fn found(value: Option<&Value>) -> ApiResponse {
+    match value {
+        Some(value) => reply(200, value.clone()),
+        None => not_found(),
     }
 }

@@ -157,83 +157,108 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Shared, index: usi
 /// A TLS connection's session and its sealed-output buffer.
 type TlsState = (crate::tls::Session<rustls::ServerConnection>, Vec<u8>);
 
+/// Serves one connection until the peer closes it or a response closes it.
 async fn serve(mut stream: TcpStream, shared: Shared, index: usize) {
     let mut tls: Option<TlsState> = None;
     if let Some(config) = &shared.tls {
-        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { return };
-        let mut session = crate::tls::Session::new(conn);
-        if session.handshake(&mut stream).await.is_err() {
-            return;
+        match handshake(&mut stream, config, &shared.handshakes).await {
+            Some(session) => tls = Some((session, Vec::with_capacity(BUFFER_BYTES))),
+            None => return,
         }
-        let counter = match session.conn.handshake_kind() {
-            Some(rustls::HandshakeKind::Resumed) => &shared.handshakes.resumed,
-            _ => &shared.handshakes.full,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if session.conn.server_name().is_some() {
-            shared.handshakes.sni.fetch_add(1, Ordering::Relaxed);
-        }
-        if session.conn.alpn_protocol() == Some(b"http/1.1") {
-            shared.handshakes.alpn_http11.fetch_add(1, Ordering::Relaxed);
-        }
-        tls = Some((session, Vec::with_capacity(BUFFER_BYTES)));
     }
     let mut rbuf: Vec<u8> = Vec::with_capacity(BUFFER_BYTES);
     let mut wbuf: Vec<u8> = Vec::with_capacity(BUFFER_BYTES);
     let counter = &shared.served[index].0;
     loop {
-        if rbuf.len() == rbuf.capacity() {
-            rbuf.reserve(BUFFER_BYTES);
+        if !read_more(&mut stream, &mut rbuf, &mut tls).await {
+            return;
         }
-        let len = rbuf.len();
-        let read = match tls.as_mut() {
-            Some((session, _)) => session.fill(&mut stream, &mut rbuf).await.ok(),
-            None => {
-                let (result, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(rbuf, len..)).await;
-                rbuf = slice.into_inner();
-                result.ok()
-            }
-        };
-        match read {
-            Some(0) | None => return,
-            Some(_) => {}
-        }
-        let mut pos = 0;
-        let mut close = false;
-        while pos < rbuf.len() {
-            let (consumed, action) = match routes::parse(&rbuf[pos..]) {
-                routes::Parsed::Partial if rbuf.len() - pos > MAX_REQUEST_HEAD_BYTES => {
-                    (rbuf.len() - pos, Action::Reply(routes::status_response(431, true, false)))
-                }
-                routes::Parsed::Partial => break,
-                routes::Parsed::Complete(consumed, action) => (consumed, action),
-            };
-            pos += consumed;
-            match action {
-                Action::Reply(response) => {
-                    close |= response.close;
-                    response.write_into(&mut wbuf);
-                }
-                Action::Delay(pause, response) => {
-                    if !flush(&mut stream, &mut wbuf, &mut tls).await {
-                        return;
-                    }
-                    crate::runtime::sleep_precisely(pause).await;
-                    close |= response.close;
-                    response.write_into(&mut wbuf);
-                }
-            }
-            // Only this thread writes its counter: a plain store, no locked add.
-            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            if close {
-                break;
-            }
-        }
+        let Some((pos, close)) = answer(&mut stream, &rbuf, &mut wbuf, &mut tls, counter).await else { return };
         rbuf.drain(..pos);
         if !flush(&mut stream, &mut wbuf, &mut tls).await || close {
             return;
         }
     }
+}
+
+/// The server side of a TLS handshake, counted (full or resumed, SNI, ALPN); `None` when it
+/// failed.
+async fn handshake(
+    stream: &mut TcpStream,
+    config: &Arc<rustls::ServerConfig>,
+    handshakes: &Handshakes,
+) -> Option<crate::tls::Session<rustls::ServerConnection>> {
+    let conn = rustls::ServerConnection::new(config.clone()).ok()?;
+    let mut session = crate::tls::Session::new(conn);
+    session.handshake(stream).await.ok()?;
+    let counter = match session.conn.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => &handshakes.resumed,
+        _ => &handshakes.full,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if session.conn.server_name().is_some() {
+        handshakes.sni.fetch_add(1, Ordering::Relaxed);
+    }
+    if session.conn.alpn_protocol() == Some(b"http/1.1") {
+        handshakes.alpn_http11.fetch_add(1, Ordering::Relaxed);
+    }
+    Some(session)
+}
+
+/// Reads more request bytes after those in `rbuf`; false at the end of the stream or on an error.
+async fn read_more(stream: &mut TcpStream, rbuf: &mut Vec<u8>, tls: &mut Option<TlsState>) -> bool {
+    if rbuf.len() == rbuf.capacity() {
+        rbuf.reserve(BUFFER_BYTES);
+    }
+    let len = rbuf.len();
+    let read = match tls.as_mut() {
+        Some((session, _)) => session.fill(stream, rbuf).await.ok(),
+        None => {
+            let (result, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(std::mem::take(rbuf), len..)).await;
+            *rbuf = slice.into_inner();
+            result.ok()
+        }
+    };
+    matches!(read, Some(n) if n > 0)
+}
+
+/// Answers every complete request in `rbuf` into `wbuf` (a delayed one flushes what came before
+/// it, then waits). Returns the bytes used and whether a response closes the connection; `None`
+/// when the peer went away during a delay.
+async fn answer(
+    stream: &mut TcpStream,
+    rbuf: &[u8],
+    wbuf: &mut Vec<u8>,
+    tls: &mut Option<TlsState>,
+    counter: &AtomicU64,
+) -> Option<(usize, bool)> {
+    let mut pos = 0;
+    let mut close = false;
+    while pos < rbuf.len() && !close {
+        let (consumed, action) = match routes::parse(&rbuf[pos..]) {
+            routes::Parsed::Partial if rbuf.len() - pos > MAX_REQUEST_HEAD_BYTES => {
+                (rbuf.len() - pos, Action::Reply(routes::status_response(431, true, false)))
+            }
+            routes::Parsed::Partial => break,
+            routes::Parsed::Complete(consumed, action) => (consumed, action),
+        };
+        pos += consumed;
+        let response = match action {
+            Action::Reply(response) => response,
+            Action::Delay(pause, response) => {
+                if !flush(stream, wbuf, tls).await {
+                    return None;
+                }
+                crate::runtime::sleep_precisely(pause).await;
+                response
+            }
+        };
+        close |= response.close;
+        response.write_into(wbuf);
+        // Only this thread writes its counter: a plain store, no locked add.
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    Some((pos, close))
 }
 
 /// Writes and clears `wbuf` (sealed into TLS records first, for HTTPS); false when the peer is
