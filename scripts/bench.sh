@@ -18,7 +18,8 @@
 #                               # (benches/wake.rs): achieved rate, start lag p50/p99
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
-#                               # (benches/floor.rs), alternating
+#                               # (benches/floor.rs), alternating; with BASELINE=PATH, also
+#                               # that swarmer binary (before/after a change, same run)
 #
 # Environment: RUNS (alternations, default 3), DURATION (seconds per run, default 10),
 # CONNS (default 64), TARGET_CPU (default 1), GEN_CPU (default 0).
@@ -172,11 +173,13 @@ LUA
       URL=http://127.0.0.1:18093/
       SW=("$SWARMER" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary "$URL")
       FLOOR=$(cargo bench --no-run --bench floor 2>&1 | grep -o 'target/release/deps/floor-[0-9a-f]*' | head -1)
+      VARIANTS="default no-defer epoll wrk floor${BASELINE:+ baseline}"
       : >"$WORK/drivers.txt"
       for i in $(seq "$RUNS"); do
-        for variant in default no-defer epoll wrk floor; do
+        for variant in $VARIANTS; do
           case $variant in
             default) r=$(measure "${SW[@]}") ;;
+            baseline) r=$(measure "$BASELINE" "${SW[@]:1}") ;;
             no-defer) r=$(measure "${SW[@]}" --no-defer-taskrun) ;;
             epoll) r=$(measure "${SW[@]}" --io epoll) ;;
             wrk) r=$(measure wrk -t1 -c"$CONNS" -d"${DURATION}s" "$URL") ;;
@@ -186,7 +189,7 @@ LUA
         done
       done
       echo "== CPU per request against nginx, $CONNS connections ($RUNS alternating runs of ${DURATION}s)"
-      for variant in default no-defer epoll wrk floor; do
+      for variant in $VARIANTS; do
         us=$(awk -v v=$variant '$1 == v {print $3 / $2 * 1e6}' "$WORK/drivers.txt" | median)
         printf '%-9s %6.2f us CPU per request (median)\n' $variant "$us"
       done
