@@ -127,6 +127,15 @@ pub fn json_lookup(body: &[u8], pointer: &str) -> Option<Value> {
     Walk(&segments).deserialize(&mut de).ok().flatten()
 }
 
+/// Visitor methods for scalars, each finding nothing.
+macro_rules! leads_nowhere {
+    ($($name:ident($t:ty)),*) => {
+        $(fn $name<E>(self, _: $t) -> Result<Self::Value, E> {
+            Ok(None)
+        })*
+    };
+}
+
 /// Follows the remaining pointer segments through one JSON value.
 struct Walk<'p>(&'p [String]);
 
@@ -181,21 +190,8 @@ impl<'de> serde::de::Visitor<'de> for Walk<'_> {
     }
 
     // Scalars where a container was expected: the pointer leads nowhere.
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    leads_nowhere!(visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64), visit_str(&str));
+
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
