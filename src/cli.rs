@@ -9,12 +9,34 @@ use clap::{Args, Parser, Subcommand};
 use crate::runtime::Io;
 use crate::units;
 
+/// The exit codes, as `--help` lists them.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   the run completed and nothing failed
+  1   a request failed or a task aborted (--exit-code-on-error sets the code)
+  2   bad flags, a bad scenario file (file:line:col) or a resource limit, before any traffic
+  3   the run could not start, nothing could connect, or no request completed
+  99  a threshold was lost (--threshold)";
+
+/// What the built-in target answers, as `swarmer target --help` lists it.
+const TARGET_ENDPOINTS: &str = "\
+Endpoints:
+  /                 200 \"Hello, World!\"
+  /bytes/N          200 with an N-byte body (up to 64 MiB)
+  /chunked/N        200 with an N-byte chunked body
+  /delay/D          200 after D (e.g. 20ms, 1s; up to 120s)
+  /status/C         status C
+  /close            200 with Connection: close
+  /api/...          a small JSON API for the scenario examples: login, logout, me, posts,
+                    comments, photos, redirect, echo, stats (see src/target/api.rs)";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "swarmer",
     version,
     about = "Locust-style load testing on a thread-per-core io_uring engine",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -38,7 +60,7 @@ pub struct RunArgs {
     pub url: Option<String>,
 
     /// Scenario file (TOML; see scenarios/README.md).
-    #[arg(short = 'f', long, alias = "locustfile", value_name = "FILE")]
+    #[arg(short = 'f', long, visible_alias = "locustfile", value_name = "FILE")]
     pub scenario: Option<PathBuf>,
 
     /// With --scenario: check the file and exit (0 when valid, 2 with file:line:col otherwise).
@@ -46,7 +68,7 @@ pub struct RunArgs {
     pub check: bool,
 
     /// With --scenario: show the user types and tasks with their weights and ratios, and exit.
-    #[arg(long, alias = "show-task-ratio", requires = "scenario")]
+    #[arg(long, visible_alias = "show-task-ratio", requires = "scenario")]
     pub list: bool,
 
     /// Run only tasks with one of these tags (comma-separated or repeated).
@@ -63,26 +85,26 @@ pub struct RunArgs {
 
     /// Peak number of concurrent users (each has its own keep-alive connection). Default 1, or
     /// the scenario file's `users`.
-    #[arg(short = 'u', long, value_parser = parse_count)]
+    #[arg(short = 'u', long, value_parser = parse_count, allow_negative_numbers = true)]
     pub users: Option<u64>,
 
     /// Users started per second. Default 1, or the scenario file's `spawn_rate`.
-    #[arg(short = 'r', long, value_parser = parse_rate)]
+    #[arg(short = 'r', long, value_parser = parse_rate, allow_negative_numbers = true)]
     pub spawn_rate: Option<f64>,
 
     /// Stop after this long (30s, 5m, 1h30m; bare number = seconds). Default: until Ctrl-C.
-    #[arg(short = 't', long, value_parser = parse_duration)]
+    #[arg(short = 't', long, value_parser = parse_run_time, allow_negative_numbers = true)]
     pub run_time: Option<Duration>,
 
     /// Open model: start tasks at this rate (e.g. 500, 5k/s) whether or not earlier ones have
     /// finished; latency counts from each task's intended start. Users are a pool that grows
     /// to --max-users.
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
     /// Open model: the most users (and connections) at once; a start that finds them all busy
     /// is dropped and counted. Default 1000.
-    #[arg(long, value_parser = parse_count)]
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     pub max_users: Option<u64>,
 
     /// Open model: how long a start may wait for a free user (all --max-users busy) before it is
@@ -120,7 +142,7 @@ pub struct RunArgs {
     pub shape: Option<String>,
 
     /// Each user runs this many tasks, then stops; the run ends when all have (or at -t).
-    #[arg(short = 'i', long, value_parser = parse_count)]
+    #[arg(short = 'i', long, value_parser = parse_count, allow_negative_numbers = true)]
     pub iterations: Option<u64>,
 
     /// Reset the statistics once every user has started (measure the steady state only).
@@ -131,7 +153,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub headless: bool,
 
-    /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
+    /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv and
+    /// PREFIX_exceptions.csv (Locust's four), and with --rate PREFIX_stats_service.csv.
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<PathBuf>,
 
@@ -162,21 +185,21 @@ pub struct RunArgs {
     pub exit_code_on_error: i32,
 
     /// Worker threads, one pinned per core (default: all cores, or the --cpus list).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 
     /// Cores to run workers on, e.g. 0,1 or 2-5.
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
 
-    /// Per-request timeout, applied to connecting and to each response (default 60s, or the
+    /// Per-request timeout, applied to connecting and to each response (default 30s, or the
     /// scenario file's `timeout`).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_timeout, allow_negative_numbers = true)]
     pub timeout: Option<Duration>,
 
     /// Requests written back to back per user before reading responses (quick mode), as wrk's
     /// pipeline script.
-    #[arg(long, value_parser = parse_positive, default_value = "1")]
+    #[arg(long, value_parser = parse_positive, default_value = "1", allow_negative_numbers = true)]
     pub pipeline: usize,
 
     /// IO driver: io_uring when available (auto), or force one.
@@ -189,6 +212,7 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(after_help = TARGET_ENDPOINTS)]
 pub struct TargetArgs {
     /// Port to listen on (0 picks a free one and prints it).
     #[arg(long, default_value_t = 8080)]
@@ -196,6 +220,10 @@ pub struct TargetArgs {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
+    /// Share the port with other servers already listening on it (SO_REUSEPORT: the kernel
+    /// splits connections between them). Without it, a port in use is refused.
+    #[arg(long)]
+    pub reuse_port: bool,
     /// Server threads, each with its own io_uring runtime and SO_REUSEPORT listener.
     #[arg(long, value_parser = parse_positive, default_value = "1")]
     pub threads: usize,
@@ -229,6 +257,22 @@ pub struct DemoArgs {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     units::parse_duration(text)
+}
+
+fn parse_run_time(text: &str) -> Result<Duration, String> {
+    match units::parse_duration(text)? {
+        d if d.is_zero() => {
+            Err("a run time of 0 runs nothing; give e.g. 30s, or leave -t out to run until Ctrl-C".into())
+        }
+        d => Ok(d),
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match units::parse_duration(text)? {
+        d if d.is_zero() => Err("a timeout of 0 fails every request; give e.g. 5s".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_count(text: &str) -> Result<u64, String> {

@@ -83,13 +83,19 @@ pub struct Plan {
     /// Snapshot period; the reporter's unit of time (CSV history rows).
     pub tick: Duration,
     pub output: Output,
+    /// What is tested, for the start banner: `GET http://host/path` (quick mode) or the
+    /// scenario file.
+    pub origin: String,
 }
 
 /// Open model: users at most, unless `--max-users` says.
 pub const DEFAULT_MAX_USERS: u64 = 1000;
 
-/// Per-request timeout when neither the command line nor the scenario file gives one.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Per-request timeout when neither the command line nor the scenario file gives one: long
+/// enough for a slow endpoint a load test still means to measure, short enough that a server
+/// that hangs shows up as timeouts within a typical run instead of as silence (wrk: 2 s, k6:
+/// 60 s, Locust: none).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Headroom of file descriptors kept for the process itself (stdio, CSV files, rings, pipes).
 pub const RESERVED_FDS: u64 = 64;

@@ -44,6 +44,7 @@
 //! | runtime construction (io_uring flags, epoll), precise timer | `runtime.rs` |
 //! | per-core histograms and snapshots | `stats/mod.rs` |
 //! | merging, the final summary | `report/mod.rs` |
+//! | banner, users line, first errors, final notes; task ratios (`--list`) | `report/status.rs`, `report/ratios.rs` |
 //! | console tables, CSV files, number formats | `report/console.rs`, `report/csv.rs`, `report/format.rs` |
 //! | thresholds judged | `report/thresholds.rs` |
 //! | live control keys, signals | `keys.rs`, `signal.rs` |
@@ -78,7 +79,8 @@ use report::{Reporter, Summary};
 
 /// Exit code when the arguments or configuration are invalid.
 pub const EXIT_USAGE: i32 = 2;
-/// Exit code when the run could not start (nothing could connect, no runtime).
+/// Exit code when the run could not start (nothing could connect, no runtime) or no request
+/// completed.
 pub const EXIT_NO_START: i32 = 3;
 /// Exit code when a threshold was lost (k6's).
 pub const EXIT_THRESHOLDS: i32 = 99;
@@ -119,10 +121,15 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         true => Some(keys::Keys::start(engine_run.clone()).context("cannot start the key reader")?),
         false => None,
     };
-    let handles = engine::start(engine_run, snapshot_tx, spare_rxs)?;
+    for line in report::banner(&plan) {
+        report::notice(&line);
+    }
+    let handles = engine::start(engine_run.clone(), snapshot_tx, spare_rxs)?;
+    let mut signals_seen = 0;
     while handles.iter().any(|h| !h.is_finished()) {
-        if options.watch_signals && signal::received() {
-            options.stop.store(true, Ordering::Relaxed);
+        if options.watch_signals && signal::received() > signals_seen {
+            signals_seen = signal::received();
+            stop_on_signal(signals_seen, &engine_run);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -146,6 +153,26 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     Ok(Outcome { summary, exit_code })
 }
 
+/// The first stop signal stops the run gracefully (users finish their task within
+/// `--stop-timeout`), the second at once.
+fn stop_on_signal(count: usize, run: &engine::Run) {
+    let grace = run.plan.stop_timeout;
+    if count >= 2 {
+        run.abort.store(true, Ordering::Relaxed);
+        report::notice("stopping now: requests still in flight are counted as cancelled");
+    } else if grace.is_zero() {
+        run.stop.store(true, Ordering::Relaxed);
+        report::notice("stopping: the final report follows");
+    } else {
+        run.stop.store(true, Ordering::Relaxed);
+        let users = run.users_running.load(Ordering::Relaxed);
+        report::notice(&format!(
+            "stopping: waiting up to {} for {users} users to finish their task (Ctrl-C again to stop now)",
+            units::HumanDuration(grace)
+        ));
+    }
+}
+
 /// The process exit code a finished run earns (printing why when it could not start).
 fn exit_code(plan: &Plan, summary: &Summary, worker_error: Option<anyhow::Error>) -> i32 {
     if let Some(err) = worker_error {
@@ -153,6 +180,9 @@ fn exit_code(plan: &Plan, summary: &Summary, worker_error: Option<anyhow::Error>
         EXIT_NO_START
     } else if summary.requests > 0 && summary.connect_failures == summary.requests {
         eprintln!("error: no request could connect (see the error report)");
+        EXIT_NO_START
+    } else if summary.requests == 0 {
+        report::notice(&format!("error: {}", report::nothing_completed(plan, summary)));
         EXIT_NO_START
     } else if summary.thresholds_lost > 0 {
         EXIT_THRESHOLDS
@@ -298,7 +328,14 @@ fn run_target(args: &cli::TargetArgs) -> Result<i32> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = target::start_with((ip, args.port).into(), args.threads, &cpus, tls)?;
+    let server =
+        target::start_with((ip, args.port).into(), args.threads, &cpus, tls, args.reuse_port).map_err(|e| {
+            if e.downcast_ref::<target::PortInUse>().is_some() {
+                usage(e)
+            } else {
+                e
+            }
+        })?;
     // One line, flushed: scripts read it to learn the port.
     println!(
         "swarmer target listening on {scheme}://{} ({} thread(s)); endpoints: / /bytes/N /chunked/N /delay/D /status/C /close",

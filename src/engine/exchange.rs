@@ -77,6 +77,9 @@ pub(crate) async fn execute(
     intended: Option<Instant>,
 ) {
     let endpoint = request.endpoint;
+    if let Some(at) = conn.reconnect_after() {
+        monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await;
+    }
     {
         let mut stats = worker.stats.borrow_mut();
         for _ in 0..depth {

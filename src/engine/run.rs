@@ -18,6 +18,11 @@ pub struct Run {
     pub start: Instant,
     /// Set by a signal handler or the caller to stop the run gracefully.
     pub stop: Arc<AtomicBool>,
+    /// Set to stop at once (a second Ctrl-C): the stop timeout's grace ends, requests in flight
+    /// are cancelled.
+    pub abort: AtomicBool,
+    /// Users running on all workers (changed when a user starts or ends, never per request).
+    pub users_running: AtomicU64,
     /// Called on each worker thread before its runtime starts (instrumentation, tests).
     pub on_worker_start: Option<fn(usize)>,
     /// The scenario's shared pools (`push` / `pool("name")`), one lock each: a value pushed by
@@ -32,7 +37,16 @@ impl Run {
     pub fn new(plan: Arc<Plan>, stop: Arc<AtomicBool>, on_worker_start: Option<fn(usize)>) -> Run {
         let pools =
             (0..plan.pools.len()).map(|i| Mutex::new(plan.pool_seeds.get(i).cloned().unwrap_or_default())).collect();
-        Run { live: Live::new(&plan), plan, start: Instant::now(), stop, on_worker_start, pools }
+        Run {
+            live: Live::new(&plan),
+            plan,
+            start: Instant::now(),
+            stop,
+            abort: AtomicBool::new(false),
+            users_running: AtomicU64::new(0),
+            on_worker_start,
+            pools,
+        }
     }
 }
 

@@ -72,7 +72,8 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
                 worker.stats.borrow_mut().dropped();
             }
         }
-        if grace_end.is_some_and(|end| worker.running.get() == 0 || now >= end) {
+        let aborted = run.abort.load(Ordering::Relaxed);
+        if grace_end.is_some_and(|end| worker.running.get() == 0 || now >= end || aborted) {
             break;
         }
     }

@@ -146,6 +146,7 @@ impl Running {
             alive.set(true);
         }
         worker.running.set(worker.running.get() + 1);
+        worker.run.users_running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Running(worker, local)
     }
 
@@ -157,6 +158,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.running.set(self.0.running.get() - 1);
+        self.0.run.users_running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(alive) = self.0.user_alive.get(self.1) {
             alive.set(false);
         }

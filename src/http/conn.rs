@@ -27,6 +27,12 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// and counted, and `Kept::truncated` says so.
 pub const MAX_KEPT_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// The first wait before connecting again after a failed connect; each further failure doubles
+/// it, up to `MAX_RECONNECT_BACKOFF`, and a success resets it. A refused port then costs a few
+/// attempts per second per user instead of tens of thousands (failures counted, not made).
+pub const MIN_RECONNECT_BACKOFF: Duration = Duration::from_millis(1);
+pub const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// The outcome of one complete response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exchange {
@@ -46,6 +52,9 @@ pub struct Conn {
     served_at_send: u64,
     /// Connections opened, for reports and tests.
     pub connects: u64,
+    /// After a failed connect: how long the next attempt waits, and from when it may go.
+    backoff: Duration,
+    retry_at: Option<Instant>,
 }
 
 /// The receiving side. Split from the sending side so a request's write and its response's
@@ -132,6 +141,8 @@ impl Conn {
             writer: Writer { half: None, wbuf: Vec::new() },
             served_at_send: 0,
             connects: 0,
+            backoff: Duration::ZERO,
+            retry_at: None,
         }
     }
 
@@ -168,16 +179,35 @@ impl Conn {
             };
             Ok::<_, Failure>((stream, session))
         };
-        let (stream, session) = match monoio::time::timeout(timeout, connecting).await {
-            Ok(result) => result?,
-            Err(_) => return Err(Failure::ConnectTimeout(millis(timeout))),
+        let connected = match monoio::time::timeout(timeout, connecting).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::ConnectTimeout(millis(timeout))),
         };
+        let (stream, session) = match connected {
+            Ok(connected) => connected,
+            Err(failure) => {
+                // The next attempt waits: twice as long after each failure, from 1 ms to 1 s.
+                self.backoff = (self.backoff * 2).clamp(MIN_RECONNECT_BACKOFF, MAX_RECONNECT_BACKOFF);
+                self.retry_at = Some(Instant::now() + self.backoff);
+                return Err(failure);
+            }
+        };
+        self.backoff = Duration::ZERO;
+        self.retry_at = None;
         self.reader.tls = session;
         let (read, write) = stream.into_split();
         self.reader.half = Some(read);
         self.writer.half = Some(write);
         self.connects += 1;
         Ok(())
+    }
+
+    /// When a new connection may be tried, after failed ones (see `MIN_RECONNECT_BACKOFF`):
+    /// `None` when connected or free to try now. Callers wait before they start a request, so
+    /// the wait is not part of any request's time.
+    #[inline]
+    pub fn reconnect_after(&self) -> Option<Instant> {
+        self.retry_at.filter(|at| !self.is_connected() && *at > Instant::now())
     }
 
     /// Drops the TCP connection and any buffered bytes; restores buffers lost to a cancelled op.

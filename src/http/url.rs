@@ -30,7 +30,21 @@ impl Url {
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
         let target = uri.path_and_query().map_or("/".to_string(), |pq| pq.as_str().to_string());
         let target = if target.is_empty() { "/".to_string() } else { target };
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // The port as written: `http` reads one that does not fit 16 bits as no port at all.
+        let written = authority.as_str().rsplit_once(':').map(|(_, port)| port).filter(|p| !p.contains(']'));
+        let port = match written {
+            None | Some("") => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(port) => match port.parse::<u16>() {
+                Ok(number) if number > 0 => number,
+                _ => return Err(format!("{text:?}: port {port} is out of range; expected 1 to 65535")),
+            },
+        };
         Ok(Url { tls, host, port, target })
     }
 
@@ -71,5 +85,10 @@ mod tests {
         assert_eq!(Url::parse("https://127.0.0.1:8443/").unwrap().authority(), "127.0.0.1:8443");
         assert!(Url::parse("ftp://x/").unwrap_err().contains("unsupported scheme"));
         assert!(Url::parse("127.0.0.1:80").is_err());
+        for port in ["99999", "65536", "0"] {
+            let err = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap_err();
+            assert!(err.contains(&format!("port {port} is out of range")), "{err}");
+        }
+        assert_eq!(Url::parse("http://127.0.0.1:65535/").unwrap().port, 65535);
     }
 }

@@ -8,9 +8,11 @@
 mod console;
 mod csv;
 mod format;
+mod ratios;
+mod status;
 mod thresholds;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,10 +21,13 @@ use anyhow::Result;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Plan;
-use crate::failure::FailureKind;
+use crate::failure::{Failure, FailureKind};
 use crate::stats::{add_abort, AbortCount, Arrivals, EndpointStats, Snapshot};
 
+pub use console::notice;
 pub use format::{utc_timestamp, PERCENTILES, PERCENTILE_TITLES};
+pub use ratios::task_ratios;
+pub use status::{banner, nothing_completed};
 
 /// Intervals behind the "current" rates and window percentiles (Locust: 10 s).
 pub const WINDOW_TICKS: usize = 10;
@@ -63,26 +68,29 @@ impl<'a> Table<'a> {
 }
 
 /// Whole-run results as every report reads them: the endpoints' stats (in plan order) and the
-/// table sorted from them, aborted tasks, the open model's arrivals, and the seconds they cover.
+/// table sorted from them, aborted tasks, the open model's arrivals, the users, and the seconds
+/// they cover.
 pub struct Results<'a> {
     pub plan: &'a Plan,
     pub endpoints: &'a [EndpointStats],
     pub totals: Table<'a>,
     pub aborts: &'a [AbortCount],
     pub arrivals: &'a Arrivals,
+    /// The seconds the numbers cover: the whole run, or (`--reset-stats`) what followed the reset.
     pub elapsed_secs: f64,
+    /// The whole run's seconds so far, and when the statistics were reset (`--reset-stats`).
+    pub run_secs: f64,
+    pub reset_at: Option<f64>,
+    pub users: UsersSeen,
+    /// The IO drivers the workers run (normally one).
+    pub drivers: String,
 }
 
-impl<'a> Results<'a> {
-    fn new(
-        plan: &'a Plan,
-        endpoints: &'a [EndpointStats],
-        aborts: &'a [AbortCount],
-        arrivals: &'a Arrivals,
-        elapsed_secs: f64,
-    ) -> Results<'a> {
-        Results { plan, endpoints, totals: Table::new(plan, endpoints, false), aborts, arrivals, elapsed_secs }
-    }
+/// Users running: in the last interval, and the most in any interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsersSeen {
+    pub last: u64,
+    pub peak: u64,
 }
 
 /// Whole-run numbers handed back to the caller (exit code, tests).
@@ -102,6 +110,7 @@ pub struct Summary {
     pub thresholds_lost: usize,
     /// Open model: starts due, late, dropped, and their lag.
     pub arrivals: Arrivals,
+    pub users: UsersSeen,
 }
 
 /// Interval k being assembled from the workers' snapshots.
@@ -113,6 +122,10 @@ struct Interval {
     /// Seconds covered: one tick, or less for the interval the run ended in.
     secs: f64,
 }
+
+/// New kinds of error printed as they first happen, at most this many (the rest are in the
+/// final error report).
+const MAX_ANNOUNCED_ERRORS: usize = 20;
 
 pub struct Reporter {
     plan: Arc<Plan>,
@@ -127,7 +140,7 @@ pub struct Reporter {
     aborts: Vec<AbortCount>,
     arrivals: Arrivals,
     window: VecDeque<Interval>,
-    users: u64,
+    users: UsersSeen,
     /// IO drivers the workers reported (normally one).
     drivers: Vec<&'static str>,
     csv: Option<csv::Files>,
@@ -137,6 +150,10 @@ pub struct Reporter {
     /// `--reset-stats` reset them.
     origin_secs: f64,
     reset_done: bool,
+    /// The closed model's ramp was announced as complete.
+    all_started: bool,
+    /// (endpoint, failure) pairs already announced.
+    errors_seen: HashSet<(usize, Failure)>,
 }
 
 impl Reporter {
@@ -160,12 +177,14 @@ impl Reporter {
             aborts: Vec::new(),
             arrivals: Arrivals::default(),
             window: VecDeque::with_capacity(WINDOW_TICKS + 1),
-            users: 0,
+            users: UsersSeen::default(),
             drivers: Vec::new(),
             csv,
             stop,
             origin_secs: 0.0,
             reset_done: false,
+            all_started: false,
+            errors_seen: HashSet::new(),
         })
     }
 
@@ -243,64 +262,118 @@ impl Reporter {
         Ok(())
     }
 
+    /// Takes interval `seq` into the whole-run numbers and the window, and writes what is due:
+    /// messages, CSV files, the periodic table.
     fn process(&mut self, seq: u64, mut interval: Interval) -> Result<()> {
         let tick = self.plan.tick.as_secs_f64();
-        interval.secs = if interval.partial {
-            (self.start.elapsed().as_secs_f64() - seq as f64 * tick).clamp(1e-3, tick)
-        } else {
-            tick
+        let begin_secs = seq as f64 * tick;
+        interval.secs = match interval.partial {
+            true => (self.start.elapsed().as_secs_f64() - begin_secs).clamp(1e-3, tick),
+            false => tick,
         };
         let partial = interval.partial;
-        let end_secs = seq as f64 * tick + interval.secs;
-        // --reset-stats: whole-run numbers start again with the first interval that begins
-        // after the last user started (intervals are exact, so nothing is split).
-        let last_start = self.plan.start_offset(self.plan.users.saturating_sub(1)).as_secs_f64();
-        if self.plan.reset_stats && !self.reset_done && seq as f64 * tick >= last_start {
-            self.reset_done = true;
-            self.origin_secs = seq as f64 * tick;
-            self.totals.iter_mut().for_each(EndpointStats::reset);
-            self.aborts.clear();
-            self.arrivals.reset();
-            if !self.plan.output.only_summary {
-                println!("All {} users started: statistics reset (--reset-stats)\n", self.plan.users);
-            }
-        }
-        let whole_secs = end_secs - self.origin_secs;
+        let end_secs = begin_secs + interval.secs;
+        self.announce(begin_secs, end_secs, &interval);
         for (total, part) in self.totals.iter_mut().zip(&interval.endpoints) {
             total.merge(part);
         }
-        self.users = interval.users;
+        // The interval the run ended in counts users that were already stopping.
+        if !partial || self.users.peak == 0 {
+            self.users.last = interval.users;
+        }
+        self.users.peak = self.users.peak.max(interval.users);
         self.window.push_back(interval);
         if self.window.len() > WINDOW_TICKS {
             self.window.pop_front();
         }
         let window = self.window_stats();
         let window_secs: f64 = self.window.iter().map(|i| i.secs).sum();
-        let timestamp = (self.start_unix + end_secs) as u64;
         let plan = self.plan.clone();
-        let totals = Table::new(&plan, &self.totals, false);
+        let mut csv = self.csv.take();
+        let results = self.results(&plan, end_secs);
         let current = Table::new(&plan, &window, false);
-        if let Some(files) = &mut self.csv {
-            files.write_history(timestamp, self.users, &totals, &current, window_secs)?;
-            let results = Results::new(&plan, &self.totals, &self.aborts, &self.arrivals, whole_secs);
+        if let Some(files) = &mut csv {
+            let timestamp = (self.start_unix + end_secs) as u64;
+            files.write_history(timestamp, self.users.last, &results.totals, &current, window_secs)?;
             files.write_snapshot(&results)?;
-        }
-        if plan.output.abort_on_threshold && !self.stop.load(Ordering::Relaxed) {
-            if let Some(lost) = thresholds::lost_for_good(&plan, &self.totals) {
-                let measured = lost.measured.map(|m| lost.threshold.show(m)).unwrap_or_default();
-                println!(
-                    "Threshold lost: {} (measured {measured}); stopping the run (--abort-on-threshold)\n",
-                    lost.threshold
-                );
-                self.stop.store(true, Ordering::Relaxed);
-            }
         }
         let every = (plan.output.print_every.as_secs_f64() / tick).round().max(1.0) as u64;
         // The interval the run ended in is followed at once by the final table.
         if !plan.output.only_summary && !partial && (seq + 1).is_multiple_of(every) {
-            console::print_requests(&totals, Some((&current, window_secs)));
+            let users = status::users_line(&plan, self.users.last, end_secs);
+            console::print_requests(users, &results.totals, Some((&current, window_secs)));
         }
+        drop(results);
+        self.csv = csv;
+        self.check_thresholds();
         Ok(())
+    }
+
+    /// What interval [`begin_secs`, `end_secs`) brings that is worth saying as it happens: the
+    /// ramp complete (and, with `--reset-stats`, the statistics reset), new kinds of error.
+    fn announce(&mut self, begin_secs: f64, end_secs: f64, interval: &Interval) {
+        let plan = &self.plan;
+        let ramped = plan.rate.is_none() && plan.shape.is_none();
+        let last_start = plan.start_offset(plan.users.saturating_sub(1)).as_secs_f64();
+        if ramped && !self.all_started && last_start < end_secs {
+            self.all_started = true;
+            console::notice(&status::all_started(plan, last_start));
+        }
+        // --reset-stats: whole-run numbers start again with the first interval that begins
+        // after the last user started (intervals are exact, so nothing is split).
+        if plan.reset_stats && !self.reset_done && begin_secs >= last_start {
+            self.reset_done = true;
+            self.origin_secs = begin_secs;
+            self.totals.iter_mut().for_each(EndpointStats::reset);
+            self.aborts.clear();
+            self.arrivals.reset();
+            console::notice(&format!(
+                "Statistics reset at {begin_secs:.1}s, every user having started (--reset-stats)"
+            ));
+        }
+        for (endpoint, stats) in interval.endpoints.iter().enumerate() {
+            for error in &stats.errors {
+                if self.errors_seen.len() <= MAX_ANNOUNCED_ERRORS && self.errors_seen.insert((endpoint, error.failure))
+                {
+                    let line = match self.errors_seen.len() > MAX_ANNOUNCED_ERRORS {
+                        true => "more kinds of error follow in the final error report".to_string(),
+                        false => status::first_error(plan, endpoint, error.failure, end_secs),
+                    };
+                    console::notice(&line);
+                }
+            }
+        }
+    }
+
+    /// `--abort-on-threshold`: stops the run once a threshold that can only get worse is lost.
+    fn check_thresholds(&mut self) {
+        if !self.plan.output.abort_on_threshold || self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(lost) = thresholds::lost_for_good(&self.plan, &self.totals) {
+            let measured = lost.measured.map(|m| lost.threshold.show(m)).unwrap_or_default();
+            println!(
+                "Threshold lost: {} (measured {measured}); stopping the run (--abort-on-threshold)\n",
+                lost.threshold
+            );
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The whole-run results up to `run_secs` seconds into the run.
+    fn results<'a>(&'a self, plan: &'a Plan, run_secs: f64) -> Results<'a> {
+        Results {
+            plan,
+            endpoints: &self.totals,
+            totals: Table::new(plan, &self.totals, false),
+            aborts: &self.aborts,
+            arrivals: &self.arrivals,
+            elapsed_secs: (run_secs - self.origin_secs).max(1e-9),
+            run_secs,
+            reset_at: self.reset_done.then_some(self.origin_secs),
+            users: self.users,
+            drivers: self.drivers.join(", "),
+        }
     }
 
     /// Per-endpoint stats over the window (the last `WINDOW_TICKS` intervals).
@@ -318,18 +391,20 @@ impl Reporter {
 
     fn finish(mut self, elapsed: Duration) -> Result<Summary> {
         let plan = self.plan.clone();
-        let secs = (elapsed.as_secs_f64() - self.origin_secs).max(1e-9);
-        let results = Results::new(&plan, &self.totals, &self.aborts, &self.arrivals, secs);
-        if let Some(files) = &mut self.csv {
+        let mut csv = self.csv.take();
+        let results = self.results(&plan, elapsed.as_secs_f64());
+        let secs = results.elapsed_secs;
+        if let Some(files) = &mut csv {
             files.write_snapshot(&results)?;
             files.flush()?;
         }
-        console::print_final(&results, &self.drivers.join(", "));
-        let mut summary = Summary { elapsed, ..Summary::default() };
+        console::print_final(&results);
+        drop(results);
+        let mut summary = Summary { elapsed, users: self.users, ..Summary::default() };
         if !plan.thresholds.is_empty() {
             let verdicts = thresholds::evaluate(&plan, &self.totals, secs);
             summary.thresholds_lost = verdicts.iter().filter(|v| !v.pass).count();
-            console::emit(&thresholds::lines(&verdicts));
+            console::print_lines(thresholds::lines(&verdicts));
         }
         for stats in &self.totals {
             summary.requests += stats.count;
@@ -343,55 +418,4 @@ impl Reporter {
         summary.arrivals = self.arrivals;
         Ok(summary)
     }
-}
-
-/// Locust's `--show-task-ratio`: each user type's share of the users and each task's share of
-/// its parent's picks (nested task sets included; "interrupt" is the share that returns).
-pub fn task_ratios(plan: &Plan) -> String {
-    use crate::config::{Task, TaskKind};
-    use std::fmt::Write;
-    fn tasks(out: &mut String, list: &[Task], extra_weight: Option<u32>, depth: usize) {
-        let total = f64::from(list.iter().map(|t| t.weight).sum::<u32>() + extra_weight.unwrap_or(0));
-        for (position, task) in list.iter().enumerate() {
-            let indent = "   ".repeat(depth);
-            // In a sequential set (no extra weight) tasks run in order, `repeat` times each.
-            let share = match extra_weight {
-                Some(_) => format!("{:.1}%, weight {}", 100.0 * f64::from(task.weight) / total, task.weight),
-                None => format!("#{} in order, ×{}", position + 1, task.repeat),
-            };
-            let kind = match &task.kind {
-                TaskKind::Steps(steps) if steps.len() > 1 => format!(", {} steps", steps.len()),
-                TaskKind::Steps(_) => String::new(),
-                TaskKind::Set { sequential: true, .. } => ", sequential task set".into(),
-                TaskKind::Set { .. } => ", task set".into(),
-            };
-            let tags = if task.tags.is_empty() { String::new() } else { format!(", tags {}", task.tags.join(",")) };
-            let _ = writeln!(out, "{indent} - {} ({share}{kind}{tags})", task.name);
-            if let TaskKind::Set { tasks: subtasks, interrupt_weight, sequential, loops } = &task.kind {
-                let extra = (!sequential).then_some(*interrupt_weight);
-                tasks(out, subtasks, extra, depth + 1);
-                if *sequential && *loops > 1 {
-                    let _ = writeln!(out, "{indent}    (the sequence runs {loops} times, then returns)");
-                }
-                if !sequential {
-                    let sub_total = f64::from(subtasks.iter().map(|t| t.weight).sum::<u32>() + interrupt_weight);
-                    let share = 100.0 * f64::from(*interrupt_weight) / sub_total;
-                    let _ = writeln!(out, "{}    - interrupt ({share:.1}%, weight {interrupt_weight})", indent);
-                }
-            }
-        }
-    }
-    let mut out = String::from("Task ratio per user type:\n");
-    let weighted: u32 = plan.user_types.iter().filter(|u| u.fixed_count.is_none()).map(|u| u.weight).sum();
-    for user_type in &plan.user_types {
-        let share = match user_type.fixed_count {
-            Some(count) => format!("{count} fixed"),
-            None => {
-                format!("{:.1}% of the other users", 100.0 * f64::from(user_type.weight) / f64::from(weighted.max(1)))
-            }
-        };
-        let _ = writeln!(out, " - {} ({share}, weight {})", user_type.name, user_type.weight);
-        tasks(&mut out, &user_type.tasks, Some(0), 1);
-    }
-    out
 }

@@ -29,7 +29,7 @@ use crate::config::{
 use crate::http::Url;
 use crate::units::parse_duration;
 
-/// A scenario file error with its position.
+/// A scenario file error with its position (line 0: the whole file).
 #[derive(Debug)]
 pub struct ScenarioError {
     pub file: PathBuf,
@@ -40,7 +40,11 @@ pub struct ScenarioError {
 
 impl std::fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+        match self.line {
+            // About the whole file (it cannot be read, or is not a scenario file at all).
+            0 => write!(f, "{}: {}", self.file.display(), self.message),
+            line => write!(f, "{}:{line}:{}: {}", self.file.display(), self.col, self.message),
+        }
     }
 }
 
@@ -63,13 +67,18 @@ pub struct Overrides {
 /// Reads and compiles `path` into the scenario part of a plan (user types, endpoints, vars,
 /// data, pools, setup/teardown) plus the file's run settings.
 pub fn load(path: &Path, overrides: &Overrides, base: Plan) -> Result<(Plan, FileSettings), ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-        file: path.to_path_buf(),
-        line: 0,
-        col: 0,
-        message: format!("cannot read the scenario file: {e}"),
-    })?;
-    compile_str(&text, path, overrides, base)
+    let fail = |message: String| ScenarioError { file: path.to_path_buf(), line: 0, col: 0, message };
+    if path.extension().is_some_and(|e| e == "py") {
+        return Err(fail(
+            "swarmer reads TOML scenario files, not Python locustfiles; see scenarios/README.md for the format \
+             (each Locust idea has its TOML form there)"
+                .into(),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the scenario file: {e}")))?;
+    let (mut plan, settings) = compile_str(&text, path, overrides, base)?;
+    plan.origin = path.display().to_string();
+    Ok((plan, settings))
 }
 
 /// Compiles scenario `text` (read from `path`; relative data and body files resolve against
@@ -101,7 +110,7 @@ pub fn compile_str(
         overrides,
         vars: Vars::default(),
         pools: Vec::new(),
-        max_timeout: overrides.timeout.unwrap_or(Duration::from_secs(60)),
+        max_timeout: overrides.timeout.unwrap_or(crate::config::DEFAULT_TIMEOUT),
         tls_config: std::cell::OnceCell::new(),
         insecure_config: std::cell::OnceCell::new(),
         insecure_hosts: Vec::new(),
@@ -220,12 +229,12 @@ impl Compiler<'_> {
         let settings = FileSettings {
             users: file.users,
             spawn_rate: file.spawn_rate,
-            run_time: file.run_time.as_ref().map(|d| self.duration(d)).transpose()?,
+            run_time: file.run_time.as_ref().map(|d| self.positive_duration(d, "run_time")).transpose()?,
             shape,
         };
         if self.overrides.timeout.is_none() {
             if let Some(timeout) = &file.timeout {
-                self.max_timeout = self.duration(timeout)?;
+                self.max_timeout = self.positive_duration(timeout, "timeout")?;
             }
         }
         Ok(settings)
@@ -268,6 +277,14 @@ impl Compiler<'_> {
 
     fn duration(&self, text: &Spanned<String>) -> Compiled<Duration> {
         parse_duration(text.get_ref()).map_err(|e| self.error(text.span().start, e.to_string()))
+    }
+
+    /// A duration that must be above zero (`run_time`, timeouts): `what` names it in the error.
+    fn positive_duration(&self, text: &Spanned<String>, what: &str) -> Compiled<Duration> {
+        match self.duration(text)? {
+            d if d.is_zero() => Err(self.error(text.span().start, format!("{what} 0: expected a duration above 0"))),
+            d => Ok(d),
+        }
     }
 
     fn host(&self, text: &str, offset: Option<usize>) -> Compiled<Host> {

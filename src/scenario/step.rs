@@ -44,7 +44,7 @@ impl Compiler<'_> {
         }
         let body = self.body(def, step.span().start)?;
         let timeout = match &def.timeout {
-            Some(t) => self.duration(t)?,
+            Some(t) => self.positive_duration(t, "timeout")?,
             None => self.overrides.timeout.unwrap_or(self.max_timeout),
         };
         self.max_timeout = self.max_timeout.max(timeout);

@@ -84,16 +84,45 @@ pub const TEST_KEY_PEM: &[u8] = include_bytes!("../../tests/tls/server.key");
 
 /// Binds `threads` listeners on `addr` (port 0 picks one) and serves on pinned threads.
 pub fn start(addr: SocketAddr, threads: usize, cpus: &[Option<usize>]) -> Result<Server> {
-    start_with(addr, threads, cpus, None)
+    start_with(addr, threads, cpus, None, false)
 }
 
-/// As `start`, serving HTTPS when `tls` is given.
+/// The port is taken by another server and sharing it was not asked for.
+#[derive(Debug)]
+pub struct PortInUse(pub SocketAddr);
+
+impl std::fmt::Display for PortInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "port {} is in use: another server listens on {}; choose another --port (0 picks a free one), \
+             or --reuse-port to share it (the kernel then splits connections between the servers)",
+            self.0.port(),
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for PortInUse {}
+
+/// As `start`, serving HTTPS when `tls` is given. A port another server holds is refused
+/// (`PortInUse`) unless `share_port`: the listeners use SO_REUSEPORT among themselves, which
+/// would otherwise let them join that server's port silently.
 pub fn start_with(
     addr: SocketAddr,
     threads: usize,
     cpus: &[Option<usize>],
     tls: Option<Arc<rustls::ServerConfig>>,
+    share_port: bool,
 ) -> Result<Server> {
+    if !share_port && addr.port() != 0 {
+        // A plain bind (no SO_REUSEPORT) fails when any socket already holds the port.
+        if let Err(err) = std::net::TcpListener::bind(addr) {
+            if err.kind() == std::io::ErrorKind::AddrInUse {
+                return Err(PortInUse(addr).into());
+            }
+        }
+    }
     let first = bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
