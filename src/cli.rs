@@ -145,6 +145,11 @@ pub struct RunArgs {
     #[arg(short = 'i', long, value_parser = parse_count, allow_negative_numbers = true)]
     pub iterations: Option<u64>,
 
+    /// Seed of the run's random numbers (think times, task picks, uuid(), random_int(), …): the
+    /// same seed replays the same choices. Default: a new one each run, printed at the end.
+    #[arg(long, value_parser = parse_seed)]
+    pub seed: Option<u64>,
+
     /// Reset the statistics once every user has started (measure the steady state only).
     #[arg(long)]
     pub reset_stats: bool,
@@ -273,6 +278,11 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err("a timeout of 0 fails every request; give e.g. 5s".into()),
         d => Ok(d),
     }
+}
+
+/// A seed is any 64-bit number, digit for digit (a count's parser goes through f64).
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim().parse().map_err(|_| format!("invalid seed {text:?}; expected a whole number from 0 to {}", u64::MAX))
 }
 
 fn parse_count(text: &str) -> Result<u64, String> {

@@ -19,7 +19,10 @@ mod flags;
 mod shape;
 mod task;
 mod threshold;
-pub use call::{percent_encode, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Part, Source, Template};
+pub use call::{
+    percent_encode, Accept, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Message, Need, Needed, Part, Source,
+    Template,
+};
 pub use flags::FileSettings;
 pub use shape::{Shape, Stage};
 pub use task::{DataFile, Endpoint, Request, Step, Task, TaskKind, UserType, Vars, Wait};
@@ -83,6 +86,9 @@ pub struct Plan {
     /// Snapshot period; the reporter's unit of time (CSV history rows).
     pub tick: Duration,
     pub output: Output,
+    /// The run's random seed: every user's generator (think times, task picks, `uuid()`,
+    /// `random_int()`…) is seeded from it and the user's number, so `--seed` replays a run.
+    pub seed: u64,
     /// What is tested, for the start banner: `GET http://host/path` (quick mode) or the
     /// scenario file.
     pub origin: String,
@@ -126,6 +132,15 @@ impl Plan {
         }
         self.live_control = true;
         true
+    }
+
+    /// The seed of global user `i`'s random generator (SplitMix64 of the run's seed and `i`, so
+    /// neighbouring users' streams are unrelated).
+    pub fn user_seed(&self, user: u64) -> u64 {
+        let mut z = self.seed ^ user.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// When global user `i` starts, counted from the start of the run.

@@ -26,8 +26,11 @@ pub enum Failure {
     Parse(ParseError),
     /// A final status of 400 or above (not accepted by a check).
     Status(u16),
-    /// A check on the response failed; the text says which (made once when the plan is built).
+    /// A check on the response failed; the text says which (made once when the plan is built,
+    /// or filled in when it failed and interned: see `intern_rendered`).
     Check(&'static str),
+    /// A status other than the step's accepted ones (`check.status`); `wanted` says those.
+    Expected { status: u16, wanted: &'static str },
     /// The TLS handshake or a TLS record failed (`tls::describe`).
     Tls(&'static str),
 }
@@ -52,7 +55,7 @@ impl Failure {
             Failure::Write(_) => FailureKind::Write,
             Failure::Read(_) | Failure::Closed => FailureKind::Read,
             Failure::Parse(_) => FailureKind::Parse,
-            Failure::Status(_) => FailureKind::Status,
+            Failure::Status(_) | Failure::Expected { .. } => FailureKind::Status,
             Failure::Check(_) => FailureKind::Check,
         }
     }
@@ -60,7 +63,7 @@ impl Failure {
     /// The status column for this failure: 0 for connection-level errors, as in Locust.
     pub fn status(self) -> u16 {
         match self {
-            Failure::Status(code) => code,
+            Failure::Status(code) | Failure::Expected { status: code, .. } => code,
             _ => 0,
         }
     }
@@ -69,6 +72,41 @@ impl Failure {
         // Errors without an errno (monoio's own) are reported as EIO rather than dropped.
         make(err.raw_os_error().unwrap_or(libc::EIO))
     }
+}
+
+/// Texts that failures carry live as long as the process, so `Failure` stays `Copy`: each
+/// distinct text is leaked once and found again after (compiling a plan twice leaks nothing
+/// more).
+pub fn intern(text: String) -> &'static str {
+    intern_within(text, usize::MAX)
+}
+
+/// Distinct texts `intern_rendered` keeps: messages filled in from responses could otherwise
+/// grow without bound (a value that differs every time).
+pub const MAX_RENDERED_MESSAGES: usize = 1000;
+
+/// Interns a failure message filled in from a response (cold path: only when a check fails);
+/// past `MAX_RENDERED_MESSAGES` distinct texts, new ones share one text saying so.
+pub fn intern_rendered(text: String) -> &'static str {
+    intern_within(text, MAX_RENDERED_MESSAGES)
+}
+
+fn intern_within(text: String, most: usize) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static INTERNED: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    static RENDERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let set = interned.get_or_insert_with(Default::default);
+    if let Some(existing) = set.get(text.as_str()) {
+        return existing;
+    }
+    if most != usize::MAX && RENDERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= most {
+        return "(a failure message filled in from the response; more distinct ones than are kept)";
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    set.insert(leaked);
+    leaked
 }
 
 fn describe_errno(errno: i32) -> String {
@@ -111,6 +149,7 @@ impl fmt::Display for Failure {
             Failure::Timeout(ms) => write!(f, "timeout after {}", describe_ms(ms)),
             Failure::Parse(err) => write!(f, "bad response: {err}"),
             Failure::Check(text) => write!(f, "check failed: {text}"),
+            Failure::Expected { status, wanted } => write!(f, "status {status}, expected {wanted}"),
             Failure::Tls(text) => write!(f, "tls: {text}"),
             Failure::Status(code) => {
                 let reason = http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("");

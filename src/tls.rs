@@ -322,6 +322,11 @@ pub fn describe(err: &TlsError) -> &'static str {
             }
             E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => "certificate: expired",
             E::InvalidCertificate(C::BadSignature) => "certificate: bad signature",
+            // `openssl req -x509`'s default: a self-signed certificate that is also a CA.
+            E::InvalidCertificate(C::Other(other)) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                "certificate: self-signed (a CA certificate serving as the server's own); use --insecure, \
+                 or serve a certificate signed by a CA given with --ca-cert"
+            }
             E::InvalidCertificate(_) => "certificate: invalid",
             E::AlertReceived(A::CertificateRequired) => "server requires a client certificate (--client-cert)",
             E::AlertReceived(A::BadCertificate | A::UnknownCA) => "server rejected the client certificate",

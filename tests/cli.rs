@@ -200,7 +200,7 @@ fn scenario_check_list_and_a_failing_required_step() {
     // --list: Locust's --show-task-ratio.
     let (code, stdout, _) = run(&["-f", "scenarios/task_sets.toml", "--list"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains(" - Browser (100.0% of the other users, weight 1)"), "{stdout}");
+    assert!(stdout.contains(" - Browser (100.0% of the users beyond the fixed counts, weight 1)"), "{stdout}");
     assert!(stdout.contains("- interrupt (20.0%, weight 1)"), "{stdout}");
 
     // A required step fails: the rest of the task is skipped and the abort lands in the

@@ -24,7 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("stats", &["failure"]),
     ("cli", &["units", "runtime", "tls"]),
     ("config", &["cli", "http", "units", "runtime", "tls", "failure"]),
-    ("scenario", &["config", "http", "units", "tls"]),
+    ("scenario", &["config", "http", "units", "tls", "failure"]),
     ("engine", &["config", "http", "stats", "runtime", "tls", "failure", "units"]),
     ("report", &["config", "stats", "failure", "units"]),
     ("keys", &["engine", "config"]),

@@ -121,10 +121,11 @@ fn task_sets_interrupt_and_sequences_repeat() {
     let plan = example("task_sets.toml", server.addr, &Overrides::default());
     let outcome = run(plan.clone(), 6, 2);
     assert_green(&outcome);
-    // The sequence: browse ×3 then pay, twice per checkout; the stop timeout lets each finish.
+    // The sequence: browse ×3 then pay, twice per checkout. A stop comes between two tasks of a
+    // set (as in Locust), so each of the 5 browsers may leave up to 3 browses without their pay.
     let browse = requests(&outcome, &plan, "GET", "/api/photos/[id] (album 1)");
     let pay = requests(&outcome, &plan, "POST", "/api/echo (pay)");
-    assert!(pay > 0 && browse == 3 * pay, "browse {browse}, pay {pay}");
+    assert!(pay > 0 && (3 * pay..=3 * pay + 15).contains(&browse), "browse {browse}, pay {pay}");
     // One Admin (fixed_count) paced at 200 ms for 2 s: about 10 stats reads.
     let stats = requests(&outcome, &plan, "GET", "/api/stats");
     assert!((9..=12).contains(&stats), "{stats} stats reads");

@@ -147,13 +147,26 @@ fn scenario_files_use_https_hosts_with_the_same_flags() {
     let (code, text) = run(&["-f", file.to_str().unwrap(), "-t", "1s", "--only-summary"]);
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("unknown issuer"), "{text}");
-    // Per host in the file: `insecure_hosts` skips verification for those hosts only.
+    // Per host in the file: `insecure_hosts` skips verification for those hosts only (written
+    // as a host, host:port or an https:// URL); another host's certificate is still verified.
     let body = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, format!("insecure_hosts = [\"localhost\"]\n{body}")).unwrap();
-    let (code, text) = run(&["-f", file.to_str().unwrap(), "-t", "1s", "--only-summary"]);
-    assert_eq!(code, 0, "{text}");
-    std::fs::write(&file, format!("insecure_hosts = [\"127.0.0.1\"]\n{body}")).unwrap();
-    let (code, text) = run(&["-f", file.to_str().unwrap(), "-t", "1s", "--only-summary"]);
-    assert_eq!(code, 3, "another host's certificate is still verified: {text}");
+    let other = format!("[[user.task]]\nrequest = {{ get = \"https://127.0.0.1:{port}/\", name = \"other host\" }}\n");
+    for entry in ["localhost", &format!("localhost:{port}"), &format!("https://localhost:{port}/")] {
+        std::fs::write(&file, format!("insecure_hosts = [\"{entry}\"]\n{body}{other}")).unwrap();
+        let (code, text) = run(&["-f", file.to_str().unwrap(), "-t", "1s", "--only-summary"]);
+        assert_eq!(code, 1, "{entry}: {text}");
+        assert!(text.contains("GET other host: tls: certificate: unknown issuer"), "{text}");
+        assert!(!text.contains("POST /api/echo/1: tls"), "{text}");
+    }
+    // An entry no request of the file goes to (a typo, a scheme that is not https) is refused.
+    for (entry, expected) in [
+        ("127.0.0.2", "no https request goes there; the https hosts are"),
+        ("http://localhost", "expected a host name"),
+    ] {
+        std::fs::write(&file, format!("insecure_hosts = [\"{entry}\"]\n{body}")).unwrap();
+        let (code, text) = run(&["-f", file.to_str().unwrap(), "--check"]);
+        assert_eq!(code, 2, "{entry}: {text}");
+        assert!(text.contains(expected) && text.contains("https.toml:1:19"), "{entry}: {text}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -54,6 +54,10 @@ pub enum Expr {
     NowMs,
     /// `pool("name")`: a random value from a shared pool (per worker thread).
     Pool(usize),
+    /// Failure messages only: a value of the response's JSON (`json.albumId`), by pointer.
+    Json(String),
+    /// Failure messages only: the response's status (`status`).
+    Status,
 }
 
 impl Template {
@@ -112,12 +116,15 @@ pub struct Call {
     pub timeout: Duration,
     /// Redirects followed (3xx with Location, same scheme) before the response counts; 0 = none.
     pub max_redirects: u8,
-    /// Statuses that count as success, and the failure text otherwise; `None`: below 400.
-    pub accept: Option<(Vec<u16>, &'static str)>,
+    /// Statuses that count as success, and what a failure says otherwise; `None`: below 400.
+    pub accept: Option<Accept>,
     pub checks: Vec<Check>,
     pub captures: Vec<Capture>,
     /// A failure ends the rest of the task (counted as an abort).
     pub required: bool,
+    /// The step (and the rest of its task) is skipped, neither sent nor failed, while one of
+    /// these pools is empty or variables unset (`needs`).
+    pub needs: Vec<Need>,
     /// After a success: set the user's default headers.
     pub set_headers: Vec<(String, Template)>,
     /// After a success: push values into shared pools.
@@ -126,11 +133,43 @@ pub struct Call {
     pub path: &'static str,
 }
 
-/// One check on a response; `message` is the failure text.
+/// One check on a response; `message` is what its failure says.
 #[derive(Clone, Debug)]
 pub struct Check {
     pub kind: CheckKind,
-    pub message: &'static str,
+    pub message: Message,
+}
+
+/// What a failed check says: a text made when the plan is built, or (`message` with holes) a
+/// template filled in from the user's variables and the response (`json.…`, `status`) when it
+/// fails, and only then.
+#[derive(Clone, Debug)]
+pub enum Message {
+    Text(&'static str),
+    Template(Template),
+}
+
+/// The statuses a step accepts (`check.status`): `wanted` says them for the default failure
+/// text ("status 403, expected 201"); `message` replaces that text.
+#[derive(Clone, Debug)]
+pub struct Accept {
+    pub statuses: Vec<u16>,
+    pub wanted: &'static str,
+    pub message: Option<Message>,
+}
+
+/// What a step needs before it is sent (`needs`): a pool with a value in it, or a variable that
+/// is set (not null); `unmet` says so when it is not (made once, when the plan is built).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Need {
+    pub what: Needed,
+    pub unmet: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needed {
+    Pool(usize),
+    Var(usize),
 }
 
 #[derive(Clone, Debug)]

@@ -65,6 +65,9 @@ impl Plan {
             bail!("--iterations 0: each user needs at least one task");
         }
         self.reset_stats = args.reset_stats;
+        if let Some(seed) = args.seed {
+            self.seed = seed;
+        }
         self.stop_timeout = args.stop_timeout;
         self.io = args.io;
         self.defer_taskrun = !args.no_defer_taskrun;
@@ -223,6 +226,7 @@ impl Plan {
             io: Io::Auto,
             defer_taskrun: true,
             tick: Duration::from_secs(1),
+            seed: rand::random(),
             origin: format!("GET {}://{}{}", if url.tls { "https" } else { "http" }, url.authority(), url.target),
             output: Output {
                 only_summary: false,

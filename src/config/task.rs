@@ -95,6 +95,8 @@ pub struct UserType {
     /// Steps each user runs once before its first task, and once when it stops.
     pub on_start: Vec<Step>,
     pub on_stop: Vec<Step>,
+    /// Times `on_start` is tried again when it ends early, before the user stops.
+    pub on_start_retries: u32,
 }
 
 impl UserType {
@@ -108,6 +110,7 @@ impl UserType {
             headers: Vec::new(),
             on_start: Vec::new(),
             on_stop: Vec::new(),
+            on_start_retries: 0,
         }
     }
 }

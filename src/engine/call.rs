@@ -12,7 +12,7 @@ use super::check;
 use super::exchange::{send_once, timeout_failure, unix_now, Conns, Times};
 use super::session::{RenderError, Session, Shared, POOL_CAPACITY};
 use super::worker::Worker;
-use crate::config::{Call, Expr, Part, Plan};
+use crate::config::{Call, Expr, Needed, Part, Plan};
 use crate::failure::Failure;
 use crate::http::redirect::{self, Hop};
 use crate::http::Exchange;
@@ -28,13 +28,27 @@ pub(crate) struct Caller<'u, 'w> {
     pub intended: Option<Instant>,
 }
 
-/// Runs one scenario request. `Err(reason)` ends the task: a required step failed, a capture
-/// later steps need found nothing, or a template could not be filled (then no request was sent
-/// or counted).
-pub(crate) async fn execute_call(caller: Caller<'_, '_>, call: &Call) -> Result<(), String> {
+/// Why the rest of a task does not run.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// A required step failed, a capture found nothing (later steps would use it), or a template
+    /// could not be filled (then nothing was sent or counted): an abort, with its reason.
+    Abort(String),
+    /// A pool the step needs is empty or a variable it needs unset: skipped, not a failure.
+    Skip(&'static str),
+}
+
+/// Runs one scenario request: its needs, the request built from the session, the exchange, the
+/// judgement (status and checks: a failure is counted and ends the task only when the step is
+/// `required`), the captures (taken from every response; one that finds nothing ends the
+/// task), the outcome recorded once, and on success the step's effects.
+pub(crate) async fn execute_call(caller: Caller<'_, '_>, call: &Call) -> Result<(), Stop> {
     let Caller { worker, plan, conns, session, rng, intended } = caller;
     let shared = Shared { pools: &worker.run.pools, plan };
-    session.build(call, &shared, rng).map_err(|RenderError(reason)| reason)?;
+    if let Some(unmet) = unmet_need(call, session, &shared) {
+        return Err(Stop::Skip(unmet));
+    }
+    session.build(call, &shared, rng).map_err(|RenderError(reason)| Stop::Abort(reason))?;
     if let Some(at) = conns.to(call.addr, call.tls.as_ref()).reconnect_after() {
         monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await;
     }
@@ -44,7 +58,8 @@ pub(crate) async fn execute_call(caller: Caller<'_, '_>, call: &Call) -> Result<
         Ok(done) => done,
         Err(failure) => {
             times.fail(&mut worker.stats.borrow_mut(), call.endpoint, failure);
-            return abort_if(call.required, failure);
+            // No response: nothing to capture from either.
+            return end_task_if(call.required || !call.captures.is_empty(), failure);
         }
     };
     // Checks on response time see the service time; the stats the (open-model) latency.
@@ -53,21 +68,45 @@ pub(crate) async fn execute_call(caller: Caller<'_, '_>, call: &Call) -> Result<
     times.service(&mut worker.stats.borrow_mut(), call.endpoint, completed_at);
     let (addr, tls) = destination(call, hop.as_ref());
     let kept = conns.to(addr, tls).kept().expect("keep was asked for");
-    let verdict = match rejected(call, exchange.status) {
-        Some(failure) => Err(failure),
-        None => check::evaluate(session, call, exchange.status, elapsed, kept, &shared, rng).map_err(Failure::Check),
-    };
-    match verdict {
-        Ok(()) => {
-            worker.stats.borrow_mut().success(call.endpoint, latency_us, exchange.payload);
+    let failure = check::judge(session, call, exchange.status, elapsed, kept, &shared, rng);
+    let captured = check::capture(session, call, exchange.status, kept);
+    let payload = exchange.payload;
+    match (failure, captured) {
+        (None, Ok(())) => {
+            worker.stats.borrow_mut().success(call.endpoint, latency_us, payload);
             apply_effects(session, call, &shared, rng);
             Ok(())
         }
-        Err(failure) => {
-            worker.stats.borrow_mut().failure(call.endpoint, latency_us, exchange.payload, failure, unix_now());
-            abort_if(call.required || !call.captures.is_empty(), failure)
+        (None, Err(missing)) => {
+            let failure = Failure::Check(missing);
+            worker.stats.borrow_mut().failure(call.endpoint, latency_us, payload, failure, unix_now());
+            end_task_if(true, failure)
+        }
+        (Some(failure), captured) => {
+            worker.stats.borrow_mut().failure(call.endpoint, latency_us, payload, failure, unix_now());
+            end_task_if(call.required || captured.is_err(), failure)
         }
     }
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Abort(reason) => f.write_str(reason),
+            Stop::Skip(unmet) => write!(f, "skipped: {unmet}"),
+        }
+    }
+}
+
+/// The first of the step's needs that is not met, if any.
+fn unmet_need(call: &Call, session: &Session, shared: &Shared) -> Option<&'static str> {
+    call.needs.iter().find_map(|need| {
+        let met = match need.what {
+            Needed::Pool(pool) => !shared.pools[pool].lock().unwrap_or_else(|e| e.into_inner()).is_empty(),
+            Needed::Var(slot) => !session.vars[slot].is_null(),
+        };
+        (!met).then_some(need.unmet)
+    })
 }
 
 /// Where a call's request goes: the call's own destination until a redirect moved it.
@@ -122,17 +161,9 @@ async fn fetch(
     }
 }
 
-/// The failure a final status makes: outside the step's accepted statuses, or 400 and above.
-fn rejected(call: &Call, status: u16) -> Option<Failure> {
-    match &call.accept {
-        Some((statuses, message)) => (!statuses.contains(&status)).then_some(Failure::Check(message)),
-        None => (status >= 400).then_some(Failure::Status(status)),
-    }
-}
-
-fn abort_if(abort: bool, failure: Failure) -> Result<(), String> {
-    if abort {
-        Err(failure.to_string())
+fn end_task_if(end: bool, failure: Failure) -> Result<(), Stop> {
+    if end {
+        Err(Stop::Abort(failure.to_string()))
     } else {
         Ok(())
     }

@@ -1,6 +1,7 @@
-//! Judging a scenario response: the step's checks (body, headers, time, JSON values) in order,
-//! then its captures into the user's variables. JSON is read by walking the body to the pointer
-//! without building the document.
+//! Judging a scenario response: the step's status and checks (body, headers, time, JSON values)
+//! in order, with the failure's message filled in when a check fails; and the step's captures
+//! into the user's variables. JSON is read by walking the body to the pointer without building
+//! the document.
 
 use std::time::Duration;
 
@@ -8,14 +9,14 @@ use rand::rngs::SmallRng;
 use serde_json::Value;
 
 use super::session::{value_text, Session, Shared};
-use crate::config::{Call, Check, CheckKind, JsonOp, Source};
+use crate::config::{Call, Check, CheckKind, Expr, JsonOp, Message, Part, Source};
+use crate::failure::Failure;
 use crate::http::cookie;
 use crate::http::Kept;
 
-/// Checks a complete response against `call`, then takes its captures; `Err(message)` names
-/// the first check that failed or the first capture that found nothing. Captures are taken only
-/// when every check passed.
-pub(crate) fn evaluate(
+/// The first of `call`'s status and checks that `kept` (a complete response) fails, with its
+/// message filled in; `None` when it passes them all.
+pub(crate) fn judge(
     session: &mut Session,
     call: &Call,
     status: u16,
@@ -23,12 +24,62 @@ pub(crate) fn evaluate(
     kept: &Kept,
     shared: &Shared,
     rng: &mut SmallRng,
-) -> Result<(), &'static str> {
-    for check in &call.checks {
-        if !passes(session, check, elapsed, kept, shared, rng) {
-            return Err(check.message);
+) -> Option<Failure> {
+    match &call.accept {
+        Some(accept) if !accept.statuses.contains(&status) => {
+            return Some(match &accept.message {
+                Some(message) => Failure::Check(say(message, session, status, kept, shared, rng)),
+                None => Failure::Expected { status, wanted: accept.wanted },
+            })
+        }
+        Some(_) => {}
+        None if status >= 400 => return Some(Failure::Status(status)),
+        None => {}
+    }
+    let failed = call.checks.iter().find(|check| !passes(session, check, elapsed, kept, shared, rng))?;
+    Some(Failure::Check(say(&failed.message, session, status, kept, shared, rng)))
+}
+
+/// A failure message: fixed, or filled in now from the variables and the response (interned,
+/// so the failure stays `Copy`).
+fn say(
+    message: &Message,
+    session: &mut Session,
+    status: u16,
+    kept: &Kept,
+    shared: &Shared,
+    rng: &mut SmallRng,
+) -> &'static str {
+    let template = match message {
+        Message::Text(text) => return text,
+        Message::Template(template) => template,
+    };
+    let mut out = String::new();
+    for part in &template.parts {
+        match part {
+            Part::Lit(text) => out.push_str(text),
+            Part::Expr(Expr::Status, _) => out.push_str(&status.to_string()),
+            Part::Expr(Expr::Json(pointer), _) => match json_lookup(&kept.body, pointer) {
+                Some(value) => {
+                    value_text(&value, &mut out);
+                }
+                None => out.push_str("(none)"),
+            },
+            Part::Expr(expr, _) => {
+                let mut text = String::new();
+                match session.eval(expr, shared, rng, &mut text) {
+                    Ok(_) => out.push_str(&text),
+                    Err(_) => out.push_str("(none)"),
+                }
+            }
         }
     }
+    crate::failure::intern_rendered(out)
+}
+
+/// Takes `call`'s captures from `kept` into the user's variables; `Err(message)` names the
+/// first that found nothing (the task then ends: later steps would use the value).
+pub(crate) fn capture(session: &mut Session, call: &Call, status: u16, kept: &Kept) -> Result<(), &'static str> {
     for capture in &call.captures {
         let value = match &capture.source {
             Source::Json(pointer) => json_lookup(&kept.body, pointer),

@@ -20,6 +20,11 @@ use crate::stats::CoreStats;
 pub(crate) struct Conns(Vec<Conn>);
 
 impl Conns {
+    /// Closes every connection (after a cancelled request: its state is unknown).
+    pub fn close_all(&mut self) {
+        self.0.iter_mut().for_each(Conn::close);
+    }
+
     /// The connection to `addr` (over TLS to `tls`'s name when given).
     pub fn to(&mut self, addr: SocketAddr, tls: Option<&crate::tls::Target>) -> &mut Conn {
         match self.0.iter().position(|c| c.addr() == addr && c.tls() == tls) {

@@ -50,7 +50,7 @@ pub(crate) async fn follow_shape(worker: Rc<Worker>) {
             let (alive, stop) = (&worker.user_alive[local], &worker.user_stop[local]);
             if user < wanted {
                 stop.set(false);
-                if !alive.get() {
+                if !alive.get() && !worker.user_failed[local].get() {
                     monoio::spawn(user::run(Running::new(worker.clone(), user), user, None));
                 }
             } else if alive.get() {

@@ -28,6 +28,8 @@ pub struct Session {
     pub wbuf: Vec<u8>,
     body: Vec<u8>,
     text: String,
+    /// The value of a `Cookie` header the request sets itself, merged with the jar's.
+    cookie: Vec<u8>,
 }
 
 /// Why a template could not be filled.
@@ -52,6 +54,7 @@ impl Session {
             wbuf: Vec::with_capacity(512),
             body: Vec::new(),
             text: String::new(),
+            cookie: Vec::new(),
         }
     }
 
@@ -95,7 +98,7 @@ impl Session {
 
     /// Writes the value of `expr` as text into `text`; returns whether it is a JSON value that
     /// is not a string (so whole-value JSON holes keep numbers as numbers).
-    fn eval(
+    pub(crate) fn eval(
         &mut self,
         expr: &Expr,
         shared: &Shared,
@@ -131,6 +134,10 @@ impl Session {
                 let _ = write!(text, "{value}");
                 return Ok(true);
             }
+            // The plan builder allows these in failure messages only, which `check` fills in.
+            Expr::Json(_) | Expr::Status => {
+                return Err(RenderError("the response is read in failure messages only".into()))
+            }
             Expr::Pool(pool) => {
                 let values = shared.pools[*pool].lock().unwrap_or_else(|e| e.into_inner());
                 if values.is_empty() {
@@ -157,6 +164,45 @@ impl Session {
         result
     }
 
+    /// The default headers (unless the call sets the same name), the call's own, and one
+    /// `Cookie` field: a value the request sets itself joined with the jar's cookies.
+    fn write_headers(
+        &mut self,
+        call: &Call,
+        shared: &Shared,
+        rng: &mut SmallRng,
+        wbuf: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
+        let mut given = std::mem::take(&mut self.cookie);
+        given.clear();
+        for (name, value) in &self.headers {
+            if call.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            match name.eq_ignore_ascii_case("cookie") {
+                true => given.extend_from_slice(value.as_bytes()),
+                false => put_header(wbuf, name.as_bytes(), value.as_bytes()),
+            }
+        }
+        let mut result = Ok(());
+        for (name, value) in &call.headers {
+            if name.eq_ignore_ascii_case("cookie") {
+                result = self.render(value, shared, rng, &mut given);
+            } else {
+                wbuf.extend_from_slice(name.as_bytes());
+                wbuf.extend_from_slice(b": ");
+                result = self.render(value, shared, rng, wbuf);
+                wbuf.extend_from_slice(b"\r\n");
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        self.cookies.header_for(&call.authority, path_of(&call.target), &given, wbuf);
+        self.cookie = given;
+        result
+    }
+
     fn build_into(
         &mut self,
         call: &Call,
@@ -171,18 +217,7 @@ impl Session {
         wbuf.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         wbuf.extend_from_slice(call.authority.as_bytes());
         wbuf.extend_from_slice(b"\r\n");
-        for (name, value) in &self.headers {
-            if !call.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                put_header(wbuf, name.as_bytes(), value.as_bytes());
-            }
-        }
-        for (name, value) in &call.headers {
-            wbuf.extend_from_slice(name.as_bytes());
-            wbuf.extend_from_slice(b": ");
-            self.render(value, shared, rng, wbuf)?;
-            wbuf.extend_from_slice(b"\r\n");
-        }
-        self.cookies.header_for(&call.authority, path_of(&call.target), wbuf);
+        self.write_headers(call, shared, rng, wbuf)?;
         if let Some((content_type, template)) = &call.body {
             self.render(template, shared, rng, body)?;
             let overridden = |name: &str| {

@@ -14,13 +14,14 @@ use crossbeam_channel::{Receiver, Sender};
 use super::call::execute_call;
 use super::pacer;
 use super::run::{Run, POLL};
-use super::user::User;
+use super::user::{User, ON_STOP_BOUND};
 use super::worker::Worker;
 use crate::config::{Plan, Step};
 use crate::stats::Snapshot;
 
-/// How long cancelled users get to drop their state before the runtime is torn down.
-const CANCEL_GRACE: Duration = Duration::from_secs(1);
+/// How long cancelled users get to drop their state before the runtime is torn down (those with
+/// `on_stop` steps get `ON_STOP_BOUND` more).
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// The body of worker thread `index`.
 pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spares: Receiver<Snapshot>) -> Result<()> {
@@ -59,10 +60,7 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
     loop {
         monoio::time::sleep(POLL).await;
         let now = Instant::now();
-        while now >= run.start + plan.tick * (seq as u32 + 1) {
-            worker.send_tick(seq)?;
-            seq += 1;
-        }
+        send_due_ticks(&worker, &mut seq)?;
         if grace_end.is_none() && is_over(&worker, now) {
             worker.stopping.set(true);
             grace_end = Some(now + plan.stop_timeout);
@@ -77,12 +75,24 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
             break;
         }
     }
-    worker.send_last(seq)?;
-    // Users still mid-request were just reported as cancelled; end them so their sockets close.
+    // Users still mid-task drop it (their requests in flight will be reported as cancelled)
+    // and run their on_stop steps, which are counted: the last snapshot waits for them.
     worker.cancel.fire();
-    let until = Instant::now() + CANCEL_GRACE;
+    let on_stop = plan.user_types.iter().any(|t| !t.on_stop.is_empty()) && !run.abort.load(Ordering::Relaxed);
+    let until = Instant::now() + CANCEL_GRACE + if on_stop { ON_STOP_BOUND } else { Duration::ZERO };
     while worker.running.get() > 0 && Instant::now() < until {
         monoio::time::sleep(Duration::from_millis(1)).await;
+        send_due_ticks(&worker, &mut seq)?;
+    }
+    worker.send_last(seq)
+}
+
+/// Sends the snapshot of every tick that has ended.
+fn send_due_ticks(worker: &Worker, seq: &mut u64) -> Result<()> {
+    let run = &worker.run;
+    while Instant::now() >= run.start + run.plan.tick * (*seq as u32 + 1) {
+        worker.send_tick(*seq)?;
+        *seq += 1;
     }
     Ok(())
 }

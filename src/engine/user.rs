@@ -11,38 +11,66 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::call::{execute_call, Caller};
+use super::call::{execute_call, Caller, Stop};
 use super::exchange::{execute, Conns};
 use super::session::{Session, Shared};
 use super::worker::{Running, Slot, Worker};
 use crate::config::{Plan, Step, Task, TaskKind, UserType, Wait};
 
-/// Runs user `user` until it stops or the worker cancels it: the closed-model loop, or (with
-/// a `slot`, open model) one task per start the scheduler hands it. `running` counts it as
-/// running from the moment it was spawned.
-pub(crate) async fn run(running: Running, user: u64, slot: Option<Rc<Slot>>) {
+/// How long a user's `on_stop` steps may take once the run is over (its own bound, after the
+/// stop timeout's grace): requests still in flight then are counted as cancelled.
+pub const ON_STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// Runs user `index` from start to end: its `on_start` steps, then the closed-model loop or
+/// (with a `slot`, open model) one task per start the scheduler hands it, until it is told to
+/// stop or the worker cancels it; then, as in Locust, its `on_stop` steps, even when it was
+/// cancelled mid-task (within `ON_STOP_BOUND`; not after a second Ctrl-C, nor when its
+/// `on_start` failed). `running` counts it as running from the moment it was spawned.
+pub(crate) async fn run(running: Running, index: u64, slot: Option<Rc<Slot>>) {
     let worker = running.worker();
-    match slot {
-        Some(slot) => monoio::select! {
-            _ = worker.cancel.fired() => {}
-            _ = run_open_user(worker, user, &slot) => {}
+    let run = worker.run.clone();
+    let plan = &run.plan;
+    let user_type = &plan.user_types[plan.user_type_of(index)];
+    let mut user = User::new(worker, plan, index);
+    user.start_session(user_type);
+    let lived = monoio::select! {
+        _ = worker.cancel.fired() => {
+            // Whatever was in flight left its connection in an unknown state.
+            user.conns.close_all();
+            true
         },
-        None => monoio::select! {
-            _ = worker.cancel.fired() => {}
-            _ = run_user(worker, user) => {}
-        },
+        started = live(&mut user, user_type, slot.as_ref()) => started,
+    };
+    if lived && !user_type.on_stop.is_empty() && !run.abort.load(Ordering::Relaxed) {
+        let _ = monoio::time::timeout(ON_STOP_BOUND, run_steps(&mut user, &user_type.on_stop)).await;
     }
+}
+
+/// The user's `on_start`, then its tasks; false when `on_start` failed for good (the user then
+/// stops, as a Locust user whose on_start raises).
+async fn live(user: &mut User<'_>, user_type: &UserType, slot: Option<&Rc<Slot>>) -> bool {
+    if !start(user, user_type).await {
+        return false;
+    }
+    match slot {
+        Some(slot) => open_loop(user, user_type, slot).await,
+        None => closed_loop(user, user_type).await,
+    }
+    true
 }
 
 /// One user's state while it runs.
 pub(crate) struct User<'w> {
     pub worker: &'w Worker,
     pub plan: &'w Plan,
+    /// The user's global number.
+    pub index: u64,
     pub rng: SmallRng,
     pub conns: Conns,
     /// Scenario users only (quick mode has no session).
@@ -76,12 +104,24 @@ impl<'w> User<'w> {
         User {
             worker,
             plan,
-            rng: SmallRng::seed_from_u64(0x5eed_0000 ^ user),
+            index: user,
+            rng: SmallRng::seed_from_u64(plan.user_seed(user)),
             conns: Conns::default(),
             session,
             deck: Vec::new(),
             dealt: 0,
             intended: None,
+        }
+    }
+
+    /// The session's default headers, from the user type.
+    pub fn start_session(&mut self, user_type: &UserType) {
+        let Some(session) = self.session.as_mut() else { return };
+        let shared = Shared { pools: &self.worker.run.pools, plan: self.plan };
+        for (name, value) in &user_type.headers {
+            // Default headers cannot read pools (the plan builder refuses it), so this cannot fail.
+            let value = session.render_string(value, &shared, &mut self.rng).unwrap_or_default();
+            session.headers.push((name.clone(), value));
         }
     }
 
@@ -139,81 +179,102 @@ fn plan_has_calls(plan: &Plan) -> bool {
     plan.user_types.iter().any(|u| in_tasks(&u.tasks) || !u.on_start.is_empty())
 }
 
+/// `on_start`: tried `1 + on_start_retries` times (the user's wait between tries). A try that
+/// ends early (a required step failed, a capture found nothing) is counted as an abort; when
+/// the last one does, the user stops, and the abort says so.
+async fn start(user: &mut User<'_>, user_type: &UserType) -> bool {
+    if user_type.on_start.is_empty() {
+        return true;
+    }
+    for attempt in 0..=user_type.on_start_retries {
+        let started = Instant::now();
+        match run_steps(user, &user_type.on_start).await {
+            Ended::Done | Ended::Skipped => return true,
+            Ended::Aborted(path, reason) => {
+                let last = attempt == user_type.on_start_retries;
+                let reason = match last {
+                    true => format!("{reason}; the user stopped (its on_start failed)"),
+                    false => format!("{reason}; on_start tried again"),
+                };
+                user.worker.stats.borrow_mut().abort(path, &reason);
+                if last || user.worker.stopping.get() {
+                    break;
+                }
+                wait(user_type.wait, started, &mut user.rng).await;
+            }
+        }
+    }
+    if let Some(failed) = user.worker.user_failed.get(user.worker.local(user.index)) {
+        failed.set(true);
+    }
+    false
+}
+
+/// The closed model: pick a task, run it (`repeat` times), the user's wait after each run;
+/// until the worker stops, the load shape no longer wants this user, or `--iterations` runs.
+async fn closed_loop(user: &mut User<'_>, user_type: &UserType) {
+    let worker = user.worker;
+    let limit = user.plan.iterations;
+    let local = worker.local(user.index);
+    let told_to_stop = || worker.user_stop.get(local).is_some_and(std::cell::Cell::get);
+    let mut iterations = 0;
+    while !worker.stopping.get() && !told_to_stop() && limit.is_none_or(|limit| iterations < limit) {
+        let task = user.next_task(&user_type.tasks);
+        iterations += 1;
+        if !run_picked(user, user_type, task).await {
+            return;
+        }
+    }
+}
+
 /// An open-model user: runs one task per start the scheduler hands it (latency counted from
 /// the intended start), then waits idle for the next; no think time (the schedule paces).
-async fn run_open_user(worker: &Worker, index: u64, slot: &Rc<Slot>) {
-    let run = worker.run.clone();
-    let (mut user, user_type) = begin(worker, &run.plan, index).await;
+async fn open_loop(user: &mut User<'_>, user_type: &UserType, slot: &Rc<Slot>) {
+    let worker = user.worker;
     loop {
         let Some(intended) = slot.next().await else { break };
         user.intended = Some(intended);
         let task = user.next_task(&user_type.tasks);
-        run_task(&mut user, user_type, task).await;
+        run_once(user, user_type, task).await;
         if worker.stopping.get() {
             break;
         }
         worker.user_free(slot);
     }
-    run_steps(&mut user, &user_type.on_stop).await;
 }
 
-/// A user's start: its type, its session's default headers, its `on_start` steps. A failed
-/// on_start is counted as an abort; the user goes on to its tasks (as in Locust, where the
-/// exception is logged and the user keeps running).
-async fn begin<'w>(worker: &'w Worker, plan: &'w Plan, index: u64) -> (User<'w>, &'w UserType) {
-    let user_type = &plan.user_types[plan.user_type_of(index)];
-    let mut user = User::new(worker, plan, index);
-    if let Some(session) = user.session.as_mut() {
-        let shared = Shared { pools: &worker.run.pools, plan };
-        for (name, value) in &user_type.headers {
-            // Default headers cannot read pools (the plan builder refuses it), so this cannot fail.
-            let value = session.render_string(value, &shared, &mut user.rng).unwrap_or_default();
-            session.headers.push((name.clone(), value));
+/// Runs a picked task `repeat` times, each run followed by the user's wait (a task set returns
+/// without one: Locust reschedules at once after an interrupt). False when the worker stopped.
+async fn run_picked(user: &mut User<'_>, user_type: &UserType, task: &Task) -> bool {
+    for _ in 0..task.repeat.max(1) {
+        let started = Instant::now();
+        run_once(user, user_type, task).await;
+        if user.worker.stopping.get() {
+            return false;
+        }
+        if matches!(task.kind, TaskKind::Steps(_)) {
+            wait(user_type.wait, started, &mut user.rng).await;
         }
     }
-    run_steps(&mut user, &user_type.on_start).await;
-    (user, user_type)
+    true
 }
 
-async fn run_user(worker: &Worker, index: u64) {
-    let run = worker.run.clone();
-    let plan = &run.plan;
-    let (mut user, user_type) = begin(worker, plan, index).await;
-    let mut iterations = 0;
-    let local = worker.local(index);
-    let told_to_stop = || worker.user_stop.get(local).is_some_and(std::cell::Cell::get);
-    while !worker.stopping.get() && !told_to_stop() && plan.iterations.is_none_or(|limit| iterations < limit) {
-        iterations += 1;
-        let task_started = Instant::now();
-        let task = user.next_task(&user_type.tasks);
-        run_task(&mut user, user_type, task).await;
-        if worker.stopping.get() {
-            break;
-        }
-        wait(user_type.wait, task_started, &mut user.rng).await;
-    }
-    // Within --stop-timeout: cancellation ends whatever is left when the grace runs out.
-    run_steps(&mut user, &user_type.on_stop).await;
-}
-
-/// Runs a task `repeat` times; a task set runs its own tasks until it interrupts.
-async fn run_task(user: &mut User<'_>, user_type: &UserType, task: &Task) {
+/// One run of a task: its steps (with the next rows of round-robin data files), or a nested
+/// task set until it returns.
+async fn run_once(user: &mut User<'_>, user_type: &UserType, task: &Task) {
     match &task.kind {
         TaskKind::Steps(steps) => {
-            for _ in 0..task.repeat.max(1) {
-                next_data_rows(user);
-                run_steps(user, steps).await;
+            next_data_rows(user);
+            if let Ended::Aborted(path, reason) = run_steps(user, steps).await {
+                user.worker.stats.borrow_mut().abort(path, &reason);
             }
         }
-        TaskKind::Set { .. } => {
-            for _ in 0..task.repeat.max(1) {
-                run_set(user, user_type, task).await;
-            }
-        }
+        TaskKind::Set { .. } => run_set(user, user_type, task).await,
     }
 }
 
-/// A nested task set. Boxed because sets nest (the recursion needs a known size); tasks of
+/// A nested task set: sequential (its tasks in order, `loops` times), or weighted until
+/// "interrupt" is picked. Boxed because sets nest (the recursion needs a known size); tasks of
 /// plain steps, the hot path, are not boxed.
 fn run_set<'a>(
     user: &'a mut User<'_>,
@@ -225,28 +286,22 @@ fn run_set<'a>(
         if *sequential {
             for _ in 0..(*loops).max(1) {
                 for sub in tasks {
-                    let started = Instant::now();
-                    run_task(user, user_type, sub).await;
-                    if user.worker.stopping.get() {
+                    if !run_picked(user, user_type, sub).await {
                         return;
                     }
-                    wait(user_type.wait, started, &mut user.rng).await;
                 }
             }
             return;
         }
         let total: u32 = tasks.iter().map(|t| t.weight).sum::<u32>() + interrupt_weight;
         loop {
-            let started = Instant::now();
             let ticket = user.rng.gen_range(0..total.max(1));
             if ticket >= total - interrupt_weight {
                 return;
             }
-            run_task(user, user_type, pick_ticket(tasks, ticket)).await;
-            if user.worker.stopping.get() {
+            if !run_picked(user, user_type, pick_ticket(tasks, ticket)).await {
                 return;
             }
-            wait(user_type.wait, started, &mut user.rng).await;
         }
     })
 }
@@ -267,9 +322,17 @@ fn next_data_rows(user: &mut User<'_>) {
     }
 }
 
-/// Runs steps in order. A failed required step (or one whose captures later steps need) ends
-/// the sequence and is counted as an abort.
-async fn run_steps(user: &mut User<'_>, steps: &[Step]) {
+/// How a sequence of steps ended.
+enum Ended {
+    Done,
+    /// A step ended it early (at its place, for this reason): the caller counts the abort.
+    Aborted(&'static str, String),
+    /// A step's needs were not met: counted as a skip here, the rest of the steps left out.
+    Skipped,
+}
+
+/// Runs steps in order, until one ends the sequence.
+async fn run_steps(user: &mut User<'_>, steps: &[Step]) -> Ended {
     for step in steps {
         match step {
             Step::Request(request) => {
@@ -278,14 +341,17 @@ async fn run_steps(user: &mut User<'_>, steps: &[Step]) {
                 let conn = user.conns.to(request.addr, request.tls.as_ref());
                 execute(user.worker, conn, request, pipeline, intended).await;
             }
-            Step::Call(call) => {
-                if let Err(reason) = execute_call(user.caller(), call).await {
-                    user.worker.stats.borrow_mut().abort(call.path, &reason);
-                    return;
+            Step::Call(call) => match execute_call(user.caller(), call).await {
+                Ok(()) => {}
+                Err(Stop::Abort(reason)) => return Ended::Aborted(call.path, reason),
+                Err(Stop::Skip(unmet)) => {
+                    user.worker.stats.borrow_mut().skip(call.path, unmet);
+                    return Ended::Skipped;
                 }
-            }
+            },
         }
     }
+    Ended::Done
 }
 
 fn pick<'a>(tasks: &'a [Task], rng: &mut SmallRng) -> &'a Task {

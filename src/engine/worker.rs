@@ -30,6 +30,8 @@ pub(crate) struct Worker {
     /// boundary (a load shape went down), and whether it is running.
     pub user_stop: Vec<Cell<bool>>,
     pub user_alive: Vec<Cell<bool>>,
+    /// Per local user: its `on_start` failed for good; it is not started again.
+    pub user_failed: Vec<Cell<bool>>,
     /// Open model: users waiting for their next start, and starts waiting for a user (their
     /// intended times, oldest first).
     pub idle: RefCell<Vec<Rc<Slot>>>,
@@ -52,6 +54,7 @@ impl Worker {
             data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
             user_stop: (0..local_users).map(|_| Cell::new(false)).collect(),
             user_alive: (0..local_users).map(|_| Cell::new(false)).collect(),
+            user_failed: (0..local_users).map(|_| Cell::new(false)).collect(),
             idle: RefCell::new(Vec::with_capacity(local_users)),
             waiting: RefCell::new(VecDeque::new()),
             run,
@@ -146,6 +149,7 @@ impl Running {
             alive.set(true);
         }
         worker.running.set(worker.running.get() + 1);
+        worker.stats.borrow_mut().users_running(worker.running.get());
         worker.run.users_running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Running(worker, local)
     }

@@ -38,23 +38,18 @@ impl Jar {
         self.cookies.iter().find(|c| c.name == name).map(|c| c.value.as_str())
     }
 
-    /// Appends a `Cookie:` header with the cookies that match the host and path, if any.
-    pub fn header_for(&self, authority: &str, path: &str, out: &mut Vec<u8>) {
-        let host = host_of(authority).to_ascii_lowercase();
+    /// Appends one `Cookie:` header: `given` (a value the request sets itself, if any) and the
+    /// cookies that match the host and path, joined by `; ` (RFC 6265 §5.4 allows one field);
+    /// nothing when both are empty.
+    pub fn header_for(&self, authority: &str, path: &str, given: &[u8], out: &mut Vec<u8>) {
+        let host = host_of(authority);
         let now = SystemTime::now();
-        let mut first = true;
-        for cookie in &self.cookies {
-            let domain_ok = if cookie.host_only {
-                host == cookie.domain
-            } else {
-                host == cookie.domain || host.ends_with(&format!(".{}", cookie.domain))
-            };
-            let path_ok = path == cookie.path
-                || (path.starts_with(&cookie.path)
-                    && (cookie.path.ends_with('/') || path.as_bytes().get(cookie.path.len()) == Some(&b'/')));
-            if !domain_ok || !path_ok || cookie.expires.is_some_and(|at| at <= now) {
-                continue;
-            }
+        let mut first = given.is_empty();
+        if !first {
+            out.extend_from_slice(b"Cookie: ");
+            out.extend_from_slice(given);
+        }
+        for cookie in self.cookies.iter().filter(|c| c.matches(host, path, now)) {
             out.extend_from_slice(if first { b"Cookie: " } else { b"; " });
             first = false;
             out.extend_from_slice(cookie.name.as_bytes());
@@ -64,6 +59,23 @@ impl Jar {
         if !first {
             out.extend_from_slice(b"\r\n");
         }
+    }
+}
+
+impl Cookie {
+    /// Whether the cookie goes with a request to `host` (any case) for `path` at `now`.
+    fn matches(&self, host: &str, path: &str, now: SystemTime) -> bool {
+        let domain = self.domain.as_bytes();
+        let host = host.as_bytes();
+        let domain_ok = host.eq_ignore_ascii_case(domain)
+            || (!self.host_only
+                && host.len() > domain.len()
+                && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+                && host[host.len() - domain.len() - 1] == b'.');
+        let path_ok = path == self.path
+            || (path.starts_with(&self.path)
+                && (self.path.ends_with('/') || path.as_bytes().get(self.path.len()) == Some(&b'/')));
+        domain_ok && path_ok && self.expires.is_none_or(|at| at > now)
     }
 }
 
@@ -176,7 +188,7 @@ mod tests {
         jar.set(parse_set_cookie("other=1; Domain=example.com", "127.0.0.1").unwrap());
         let header = |jar: &Jar, path: &str| {
             let mut out = Vec::new();
-            jar.header_for("127.0.0.1:8080", path, &mut out);
+            jar.header_for("127.0.0.1:8080", path, b"", &mut out);
             String::from_utf8(out).unwrap()
         };
         assert_eq!(header(&jar, "/api/x"), "Cookie: sid=abc; theme=dark\r\n");
@@ -189,7 +201,15 @@ mod tests {
         let sub = parse_set_cookie("d=1; Domain=.example.com", "www.example.com").unwrap();
         jar.set(sub);
         let mut out = Vec::new();
-        jar.header_for("api.example.com", "/", &mut out);
+        jar.header_for("api.example.com", "/", b"", &mut out);
+        assert_eq!(out, b"Cookie: other=1; d=1\r\n");
+        out.clear();
+        jar.header_for("API.Example.com", "/", b"given=1", &mut out);
+        assert_eq!(out, b"Cookie: given=1; other=1; d=1\r\n");
+        out.clear();
+        jar.header_for("notexample.com", "/", b"", &mut out);
+        assert_eq!(out, b"");
+        jar.header_for("api.example.com", "/", b"", &mut out);
         assert_eq!(out, b"Cookie: other=1; d=1\r\n");
     }
 }

@@ -79,7 +79,7 @@ pub fn rewrite(request: &[u8], status: u16, hop: &Hop, jar: &Jar, out: &mut Vec<
         }
     }
     let path = hop.target.split(['?', '#']).next().unwrap_or("/");
-    jar.header_for(&hop.authority, path, out);
+    jar.header_for(&hop.authority, path, b"", out);
     out.extend_from_slice(b"\r\n");
     if keep_method {
         out.extend_from_slice(body);

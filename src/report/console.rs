@@ -352,14 +352,14 @@ pub fn error_report(plan: &Plan, endpoints: &[EndpointStats], width: Width) -> V
     counted_report("Error report", "Error", rows, 80 + NAME_WIDTH - 19, width)
 }
 
-/// Tasks ended early, like the error report: count, where, why.
-fn abort_report(aborts: &[AbortCount], width: Width) -> Vec<String> {
+/// Tasks ended early or skipped, like the error report: count, where, why.
+fn abort_report(title: &str, aborts: &[AbortCount], width: Width) -> Vec<String> {
     let mut rows: Vec<&AbortCount> = aborts.iter().collect();
     rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(b.path)));
     let texts: Vec<(String, String)> =
         rows.iter().map(|a| (a.count.to_string(), format!("{}: {}", a.path, a.reason))).collect();
     let rows = texts.iter().map(|(count, text)| (count.clone(), text.as_str()));
-    counted_report("Aborted tasks", "Where: why", rows, 101, width)
+    counted_report(title, "Where: why", rows, 101, width)
 }
 
 /// A titled list of (count, text) rows, Locust's error-report layout: texts cut to the width.
@@ -445,7 +445,10 @@ pub fn print_final(results: &Results) {
         emit(&errors);
     }
     if !aborts.is_empty() {
-        emit(&abort_report(aborts, width));
+        emit(&abort_report("Aborted tasks", aborts, width));
+    }
+    if !results.skips.is_empty() {
+        emit(&abort_report("Skipped tasks (a need not met; not failures)", results.skips, width));
     }
     emit(&wrapped(super::status::notes(results), width));
 }

@@ -75,6 +75,8 @@ pub struct Results<'a> {
     pub endpoints: &'a [EndpointStats],
     pub totals: Table<'a>,
     pub aborts: &'a [AbortCount],
+    /// Tasks skipped for a need not met (`needs`), by place and reason.
+    pub skips: &'a [AbortCount],
     pub arrivals: &'a Arrivals,
     /// The seconds the numbers cover: the whole run, or (`--reset-stats`) what followed the reset.
     pub elapsed_secs: f64,
@@ -106,6 +108,8 @@ pub struct Summary {
     pub endpoints: Vec<EndpointStats>,
     /// Tasks ended early (Locust's exceptions), by place and reason.
     pub aborts: Vec<AbortCount>,
+    /// Tasks skipped for a need not met, by place and reason.
+    pub skips: Vec<AbortCount>,
     /// Thresholds lost (out of `plan.thresholds`).
     pub thresholds_lost: usize,
     /// Open model: starts due, late, dropped, and their lag.
@@ -117,6 +121,8 @@ pub struct Summary {
 struct Interval {
     endpoints: Vec<EndpointStats>,
     users: u64,
+    /// The most users at once during the interval (summed over workers: an upper bound).
+    peak_users: u64,
     /// A worker's last snapshot is in it: the run ended inside this interval.
     partial: bool,
     /// Seconds covered: one tick, or less for the interval the run ended in.
@@ -138,6 +144,7 @@ pub struct Reporter {
     pending: BTreeMap<u64, Interval>,
     totals: Vec<EndpointStats>,
     aborts: Vec<AbortCount>,
+    skips: Vec<AbortCount>,
     arrivals: Arrivals,
     window: VecDeque<Interval>,
     users: UsersSeen,
@@ -154,6 +161,8 @@ pub struct Reporter {
     all_started: bool,
     /// (endpoint, failure) pairs already announced.
     errors_seen: HashSet<(usize, Failure)>,
+    /// The Timestamp of the last `_stats_history.csv` row.
+    last_history: Option<u64>,
 }
 
 impl Reporter {
@@ -175,6 +184,7 @@ impl Reporter {
             pending: BTreeMap::new(),
             totals,
             aborts: Vec::new(),
+            skips: Vec::new(),
             arrivals: Arrivals::default(),
             window: VecDeque::with_capacity(WINDOW_TICKS + 1),
             users: UsersSeen::default(),
@@ -185,6 +195,7 @@ impl Reporter {
             reset_done: false,
             all_started: false,
             errors_seen: HashSet::new(),
+            last_history: None,
         })
     }
 
@@ -228,6 +239,7 @@ impl Reporter {
         let interval = self.pending.entry(snapshot.seq).or_insert_with(|| Interval {
             endpoints: (0..endpoints).map(|_| EndpointStats::new(max_us)).collect(),
             users: 0,
+            peak_users: 0,
             partial: false,
             secs: 0.0,
         });
@@ -235,8 +247,12 @@ impl Reporter {
             into.merge(from);
         }
         interval.users += snapshot.users;
+        interval.peak_users += snapshot.peak_users;
         for abort in &snapshot.aborts {
             add_abort(&mut self.aborts, abort.path, &abort.reason, abort.count);
+        }
+        for skip in &snapshot.skips {
+            add_abort(&mut self.skips, skip.path, &skip.reason, skip.count);
         }
         self.arrivals.merge(&snapshot.arrivals);
         if !snapshot.driver.is_empty() && !self.drivers.contains(&snapshot.driver) {
@@ -281,7 +297,7 @@ impl Reporter {
         if !partial || self.users.peak == 0 {
             self.users.last = interval.users;
         }
-        self.users.peak = self.users.peak.max(interval.users);
+        self.users.peak = self.users.peak.max(interval.users).max(interval.peak_users);
         self.window.push_back(interval);
         if self.window.len() > WINDOW_TICKS {
             self.window.pop_front();
@@ -294,9 +310,14 @@ impl Reporter {
         let current = Table::new(&plan, &window, false);
         if let Some(files) = &mut csv {
             let timestamp = (self.start_unix + end_secs) as u64;
-            files.write_history(timestamp, self.users.last, &results.totals, &current, window_secs)?;
+            // The run's last, partial second can end within the same whole second as the one
+            // before it: one row per Timestamp (the files written at the end have its numbers).
+            if self.last_history != Some(timestamp) {
+                files.write_history(timestamp, self.users.last, &results.totals, &current, window_secs)?;
+            }
             files.write_snapshot(&results)?;
         }
+        let written = (self.start_unix + end_secs) as u64;
         let every = (plan.output.print_every.as_secs_f64() / tick).round().max(1.0) as u64;
         // The interval the run ended in is followed at once by the final table.
         if !plan.output.only_summary && !partial && (seq + 1).is_multiple_of(every) {
@@ -305,6 +326,9 @@ impl Reporter {
         }
         drop(results);
         self.csv = csv;
+        if self.csv.is_some() {
+            self.last_history = Some(written);
+        }
         self.check_thresholds();
         Ok(())
     }
@@ -326,6 +350,7 @@ impl Reporter {
             self.origin_secs = begin_secs;
             self.totals.iter_mut().for_each(EndpointStats::reset);
             self.aborts.clear();
+            self.skips.clear();
             self.arrivals.reset();
             console::notice(&format!(
                 "Statistics reset at {begin_secs:.1}s, every user having started (--reset-stats)"
@@ -367,6 +392,7 @@ impl Reporter {
             endpoints: &self.totals,
             totals: Table::new(plan, &self.totals, false),
             aborts: &self.aborts,
+            skips: &self.skips,
             arrivals: &self.arrivals,
             elapsed_secs: (run_secs - self.origin_secs).max(1e-9),
             run_secs,
@@ -415,6 +441,7 @@ impl Reporter {
         }
         summary.endpoints = self.totals;
         summary.aborts = self.aborts;
+        summary.skips = self.skips;
         summary.arrivals = self.arrivals;
         Ok(summary)
     }

@@ -41,11 +41,16 @@ pub fn task_ratios(plan: &Plan) -> String {
     }
     let mut out = String::from("Task ratio per user type:\n");
     let weighted: u32 = plan.user_types.iter().filter(|u| u.fixed_count.is_none()).map(|u| u.weight).sum();
+    // With fixed-count types, the weights share the users those leave.
+    let whom = match plan.user_types.iter().any(|u| u.fixed_count.is_some()) {
+        true => "of the users beyond the fixed counts",
+        false => "of the users",
+    };
     for user_type in &plan.user_types {
         let share = match user_type.fixed_count {
             Some(count) => format!("{count} fixed"),
             None => {
-                format!("{:.1}% of the other users", 100.0 * f64::from(user_type.weight) / f64::from(weighted.max(1)))
+                format!("{:.1}% {whom}", 100.0 * f64::from(user_type.weight) / f64::from(weighted.max(1)))
             }
         };
         let _ = writeln!(out, " - {} ({share}, weight {})", user_type.name, user_type.weight);

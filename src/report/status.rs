@@ -143,12 +143,13 @@ fn summary_line(results: &Results) -> String {
         false => format!("{} users", users.last),
     };
     format!(
-        "Run time {:.2}s, {users} on {} worker thread(s) ({}); {} requests, {:.2} req/s",
+        "Run time {:.2}s, {users} on {} worker thread(s) ({}); {} requests, {:.2} req/s; seed {}",
         results.run_secs,
         plan.workers.len(),
         results.drivers,
         totals.aggregated.count,
-        totals.aggregated.count as f64 / results.elapsed_secs
+        totals.aggregated.count as f64 / results.elapsed_secs,
+        plan.seed
     )
 }
 

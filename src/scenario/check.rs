@@ -3,23 +3,42 @@
 
 use super::*;
 
+/// Names as a failure message sees them: the user's variables and the response.
+struct ResponseScope<'a, 'c>(&'a Compiler<'c>);
+
+impl template::Scope for ResponseScope<'_, '_> {
+    fn var(&self, name: &str) -> Option<usize> {
+        self.0.vars.slot(name)
+    }
+    fn pool(&self, name: &str) -> Option<usize> {
+        self.0.pools.iter().position(|p| p == name)
+    }
+    fn response(&self) -> bool {
+        true
+    }
+}
+
 impl Compiler<'_> {
     /// A step's `check` table: the statuses it accepts (with the failure text) and its checks.
     pub(super) fn checks(&self, check: &Spanned<CheckDef>) -> Compiled<(Option<Accept>, Vec<Check>)> {
         let def = check.get_ref();
-        let custom = def.message.as_deref();
-        let message = |generated: String| leak(custom.map_or(generated, str::to_string));
+        let custom = def.message.as_ref().map(|m| self.message(m)).transpose()?;
+        let message = |generated: String| custom.clone().unwrap_or_else(|| Message::Text(leak(generated)));
         let mut checks = Vec::new();
         let accept = def.status.as_ref().map(|status| {
-            let codes = match status {
+            let statuses = match status {
                 StatusDef::One(code) => vec![*code],
                 StatusDef::Any(codes) => codes.clone(),
             };
-            let text = match codes.as_slice() {
-                [one] => format!("status is {one}"),
-                many => format!("status is one of {many:?}"),
+            let wanted = match statuses.as_slice() {
+                [one] => one.to_string(),
+                [many @ .., last] => {
+                    let many: Vec<String> = many.iter().map(u16::to_string).collect();
+                    format!("{} or {last}", many.join(", "))
+                }
+                [] => "none".to_string(),
             };
-            (codes, message(text))
+            Accept { statuses, wanted: leak(wanted), message: custom.clone() }
         });
         if let Some(needle) = &def.body_contains {
             checks.push(Check {
@@ -57,11 +76,7 @@ impl Compiler<'_> {
     }
 
     /// The checks of one `json` entry: one per comparison it gives.
-    fn json_checks(
-        &self,
-        json: &Spanned<JsonCheckDef>,
-        message: &dyn Fn(String) -> &'static str,
-    ) -> Compiled<Vec<Check>> {
+    fn json_checks(&self, json: &Spanned<JsonCheckDef>, message: &dyn Fn(String) -> Message) -> Compiled<Vec<Check>> {
         let mut checks = Vec::new();
         let j = json.get_ref();
         let pointer = to_pointer(&j.path);
@@ -98,6 +113,20 @@ impl Compiler<'_> {
             checks.push(Check { kind: CheckKind::Json(pointer.clone(), op), message: message(text) });
         }
         Ok(checks)
+    }
+
+    /// A step's own failure text: fixed, or a template over the user's variables and the
+    /// response (`{{ json.albumId }}`, `{{ status }}`), filled in when a check fails.
+    fn message(&self, text: &Spanned<String>) -> Compiled<Message> {
+        if !text.get_ref().contains("{{") {
+            return Ok(Message::Text(leak(text.get_ref().clone())));
+        }
+        let scope = ResponseScope(self);
+        let template = template::parse(text.get_ref(), Escape::Raw, &scope, &|s| s.to_string()).map_err(|e| {
+            let quote = self.text[text.span().start..].starts_with(['"', '\'']) as usize;
+            self.error(text.span().start + quote + e.offset, e.message)
+        })?;
+        Ok(Message::Template(template))
     }
 
     /// `eq` / `ne`: a plain value, or a string with holes compared as text.

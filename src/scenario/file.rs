@@ -13,14 +13,14 @@ pub struct FileDef {
     pub host: Option<Spanned<String>>,
     pub users: Option<u64>,
     pub spawn_rate: Option<f64>,
-    pub run_time: Option<Spanned<String>>,
+    pub run_time: Option<Spanned<DurationDef>>,
     /// Load shape: `stages = "30s:100,1m:100,30s:0"` or `shape = "gaussian"`.
     pub stages: Option<Spanned<String>>,
     pub shape: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<DurationDef>>,
     /// HTTPS hosts whose certificates are not verified (as `--insecure`, for these hosts only).
     #[serde(default)]
-    pub insecure_hosts: Vec<String>,
+    pub insecure_hosts: Vec<Spanned<String>>,
     #[serde(default)]
     pub thresholds: Vec<Spanned<String>>,
     #[serde(default)]
@@ -35,6 +35,33 @@ pub struct FileDef {
     pub user_types: Vec<Spanned<UserDef>>,
 }
 
+/// A duration as written: text with a unit (`250ms`, `1m30s`) or a bare number of seconds.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum DurationDef {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationDef {
+    /// The duration, or what is wrong with it.
+    pub fn parse(&self) -> Result<std::time::Duration, String> {
+        match self {
+            DurationDef::Seconds(secs) => crate::units::parse_duration(&secs.to_string()),
+            DurationDef::Text(text) => crate::units::parse_duration(text),
+        }
+    }
+}
+
+impl std::fmt::Display for DurationDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DurationDef::Seconds(secs) => write!(f, "{secs}s"),
+            DurationDef::Text(text) => f.write_str(text),
+        }
+    }
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct DataDef {
@@ -47,7 +74,7 @@ pub struct DataDef {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct UserDef {
-    pub name: Spanned<String>,
+    pub name: Option<Spanned<String>>,
     pub weight: Option<Spanned<i64>>,
     pub fixed_count: Option<Spanned<u64>>,
     pub host: Option<Spanned<String>>,
@@ -58,6 +85,8 @@ pub struct UserDef {
     pub on_start: Vec<Spanned<StepDef>>,
     #[serde(default)]
     pub on_stop: Vec<Spanned<StepDef>>,
+    /// Times `on_start` is tried again when it ends early, before the user stops.
+    pub on_start_retries: Option<Spanned<i64>>,
     #[serde(default, rename = "task")]
     pub tasks: Vec<Spanned<TaskDef>>,
 }
@@ -65,9 +94,9 @@ pub struct UserDef {
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum WaitDef {
-    Constant(String),
-    Between([String; 2]),
-    ConstantPacing(String),
+    Constant(DurationDef),
+    Between([DurationDef; 2]),
+    ConstantPacing(DurationDef),
     /// Tasks per second per user.
     ConstantThroughput(f64),
     /// Mean task starts per second per user, Poisson arrivals.
@@ -113,7 +142,7 @@ pub struct StepDef {
     pub form: Option<BTreeMap<String, Spanned<toml::Value>>>,
     pub body: Option<Spanned<String>>,
     pub body_file: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<DurationDef>>,
     pub follow_redirects: Option<bool>,
     pub max_redirects: Option<Spanned<i64>>,
     #[serde(default)]
@@ -121,6 +150,10 @@ pub struct StepDef {
     pub check: Option<Spanned<CheckDef>>,
     #[serde(default)]
     pub required: bool,
+    /// Pools that must hold a value and variables that must be set, or the step (and the rest
+    /// of its task) is skipped.
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
     #[serde(default)]
     pub set_header: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
@@ -163,11 +196,12 @@ pub struct CheckDef {
     pub body_matches: Option<Spanned<String>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Spanned<String>>,
-    pub max_time: Option<Spanned<String>>,
+    pub max_time: Option<Spanned<DurationDef>>,
     #[serde(default)]
     pub json: Vec<Spanned<JsonCheckDef>>,
-    /// Replaces the generated failure text of every check of this step.
-    pub message: Option<String>,
+    /// Replaces the generated failure text of every check of this step; it may use the
+    /// user's variables and the response (`{{ json.path }}`, `{{ status }}`).
+    pub message: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -23,11 +23,10 @@ use serde_json::Value;
 use toml::Spanned;
 
 use crate::config::{
-    Call, Capture, Check, CheckKind, DataFile, Endpoint, Escape, FileSettings, JsonOp, Part, Plan, Shape, Source, Step,
-    Task, TaskKind, Template, Threshold, UserType, Vars, Wait,
+    Accept, Call, Capture, Check, CheckKind, DataFile, Endpoint, Escape, FileSettings, JsonOp, Message, Need, Needed,
+    Part, Plan, Shape, Source, Step, Task, TaskKind, Template, Threshold, UserType, Vars, Wait,
 };
 use crate::http::Url;
-use crate::units::parse_duration;
 
 /// A scenario file error with its position (line 0: the whole file).
 #[derive(Debug)]
@@ -76,9 +75,7 @@ pub fn load(path: &Path, overrides: &Overrides, base: Plan) -> Result<(Plan, Fil
         ));
     }
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the scenario file: {e}")))?;
-    let (mut plan, settings) = compile_str(&text, path, overrides, base)?;
-    plan.origin = path.display().to_string();
-    Ok((plan, settings))
+    compile_str(&text, path, overrides, base)
 }
 
 /// Compiles scenario `text` (read from `path`; relative data and body files resolve against
@@ -114,8 +111,11 @@ pub fn compile_str(
         tls_config: std::cell::OnceCell::new(),
         insecure_config: std::cell::OnceCell::new(),
         insecure_hosts: Vec::new(),
+        https_hosts: Default::default(),
+        constants: Vec::new(),
     };
     let settings = compiler.compile(file)?;
+    compiler.plan.origin = path.display().to_string();
     Ok((compiler.plan, settings))
 }
 
@@ -158,7 +158,12 @@ struct Compiler<'a> {
     /// The client TLS configurations (verifying, and `insecure_hosts`'), built at first use.
     tls_config: std::cell::OnceCell<std::sync::Arc<rustls::ClientConfig>>,
     insecure_config: std::cell::OnceCell<std::sync::Arc<rustls::ClientConfig>>,
-    insecure_hosts: Vec<String>,
+    /// `insecure_hosts` as host names, with their places in the file.
+    insecure_hosts: Vec<(String, usize)>,
+    /// The https hosts the file's requests go to (insecure hosts must name one of them).
+    https_hosts: std::cell::RefCell<Vec<String>>,
+    /// Slots of the `[vars]` constants: values known before the run (a URL's host may use them).
+    constants: Vec<usize>,
 }
 
 /// Where relative paths of a user type go.
@@ -181,9 +186,6 @@ impl template::Scope for Compiler<'_> {
 /// What compiling a part of the file gives: the part, or the error with its place.
 type Compiled<T> = Result<T, ScenarioError>;
 
-/// Accepted statuses and the failure text otherwise.
-type Accept = (Vec<u16>, &'static str);
-
 impl Compiler<'_> {
     fn error(&self, offset: usize, message: impl Into<String>) -> ScenarioError {
         let (line, col) = line_col(self.text, offset);
@@ -191,7 +193,7 @@ impl Compiler<'_> {
     }
 
     fn compile(&mut self, file: FileDef) -> Compiled<FileSettings> {
-        self.insecure_hosts = file.insecure_hosts.clone();
+        self.insecure_hosts = file.insecure_hosts.iter().map(|h| self.insecure_host(h)).collect::<Compiled<_>>()?;
         let settings = self.settings(&file)?;
         self.declare(&file)?;
         let file_host = match (&self.overrides.host, &file.host) {
@@ -206,6 +208,7 @@ impl Compiler<'_> {
         self.plan.vars = std::mem::take(&mut self.vars);
         self.plan.pools = std::mem::take(&mut self.pools);
         self.plan.max_timeout = self.max_timeout;
+        self.check_insecure_hosts()?;
         for text in &file.thresholds {
             let threshold = Threshold::parse(text.get_ref()).map_err(|e| self.error(text.span().start, e))?;
             self.plan.thresholds.push(threshold);
@@ -245,6 +248,7 @@ impl Compiler<'_> {
     fn declare(&mut self, file: &FileDef) -> Compiled<()> {
         for (name, value) in &file.vars {
             self.define(name, toml_to_json(value.get_ref()));
+            self.constants.push(self.vars.slot(name).expect("just defined"));
         }
         let mut data_files = Vec::new();
         for data in &file.data {
@@ -258,6 +262,9 @@ impl Compiler<'_> {
         for step in file.setup.iter().chain(&file.teardown).chain(user_steps) {
             for name in step.get_ref().capture.keys() {
                 self.define(name, Value::Null);
+                // A captured name is no longer a constant.
+                let slot = self.vars.slot(name).expect("just defined");
+                self.constants.retain(|&c| c != slot);
             }
             for pool in step.get_ref().push.keys() {
                 if !self.pools.contains(pool) {
@@ -275,12 +282,12 @@ impl Compiler<'_> {
         }
     }
 
-    fn duration(&self, text: &Spanned<String>) -> Compiled<Duration> {
-        parse_duration(text.get_ref()).map_err(|e| self.error(text.span().start, e.to_string()))
+    fn duration(&self, text: &Spanned<DurationDef>) -> Compiled<Duration> {
+        text.get_ref().parse().map_err(|e| self.error(text.span().start, e))
     }
 
     /// A duration that must be above zero (`run_time`, timeouts): `what` names it in the error.
-    fn positive_duration(&self, text: &Spanned<String>, what: &str) -> Compiled<Duration> {
+    fn positive_duration(&self, text: &Spanned<DurationDef>, what: &str) -> Compiled<Duration> {
         match self.duration(text)? {
             d if d.is_zero() => Err(self.error(text.span().start, format!("{what} 0: expected a duration above 0"))),
             d => Ok(d),
@@ -304,7 +311,8 @@ impl Compiler<'_> {
         };
         let tls = match url.tls {
             true => {
-                let insecure = self.insecure_hosts.iter().any(|h| h.eq_ignore_ascii_case(&url.host));
+                self.https_hosts.borrow_mut().push(url.host.to_ascii_lowercase());
+                let insecure = self.insecure_hosts.iter().any(|(h, _)| h.eq_ignore_ascii_case(&url.host));
                 let (cell, options) = match insecure {
                     true => (
                         &self.insecure_config,
@@ -324,6 +332,75 @@ impl Compiler<'_> {
             false => None,
         };
         Ok(Host { url, addr, tls })
+    }
+
+    /// An `insecure_hosts` entry as a host name: `host`, `host:port` or `https://host[:port]`
+    /// name the host; anything else (a path, `http://`) is refused.
+    fn insecure_host(&self, entry: &Spanned<String>) -> Compiled<(String, usize)> {
+        let text = entry.get_ref().trim();
+        let at = entry.span().start;
+        let (rest, https) = match text.split_once("://") {
+            Some((scheme, rest)) => (rest.trim_end_matches('/'), scheme.eq_ignore_ascii_case("https")),
+            None => (text, true),
+        };
+        let host = match rest.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => rest.split(':').next().unwrap_or(""),
+        };
+        if !https || host.is_empty() || rest.contains('/') {
+            let message = format!(
+                "insecure_hosts {text:?}: expected a host name such as \"localhost\" or \"127.0.0.1:8443\" \
+                 (an https:// URL's host also works)"
+            );
+            return Err(self.error(at, message));
+        }
+        Ok((host.to_ascii_lowercase(), at))
+    }
+
+    /// Every `insecure_hosts` entry must name a host an https request of the file goes to.
+    fn check_insecure_hosts(&self) -> Compiled<()> {
+        let used = self.https_hosts.borrow();
+        for (host, at) in &self.insecure_hosts {
+            if !used.contains(host) {
+                let mut known: Vec<&str> = used.iter().map(String::as_str).collect();
+                known.dedup();
+                let message = match known.is_empty() {
+                    true => format!("insecure_hosts \"{host}\": no request of the file goes to an https host"),
+                    false => format!(
+                        "insecure_hosts \"{host}\": no https request goes there; the https hosts are {}",
+                        known.join(", ")
+                    ),
+                };
+                return Err(self.error(*at, message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Text with holes filled in now, from values known before the run: `[vars]` constants and
+    /// `env.NAME` (a URL's scheme and host).
+    fn constant_text(&self, text: &str, at: usize) -> Compiled<String> {
+        let template = self.template_at(text, at, Escape::Raw, &|s| s.to_string())?;
+        let mut out = String::new();
+        for part in &template.parts {
+            match part {
+                Part::Lit(lit) => out.push_str(lit),
+                Part::Expr(crate::config::Expr::Var(slot), _) if self.constants.contains(slot) => {
+                    match &self.vars.initial[*slot] {
+                        Value::String(value) => out.push_str(value),
+                        other => out.push_str(&other.to_string()),
+                    }
+                }
+                Part::Expr(..) => {
+                    return Err(self.error(
+                        at,
+                        "the scheme and host of a URL can use only values known before the run: [vars] \
+                         constants and env.NAME (captures, data columns and functions change during it)",
+                    ))
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn data_file(&mut self, data: &Spanned<DataDef>) -> Compiled<DataFile> {
@@ -412,15 +489,5 @@ fn toml_to_json(value: &toml::Value) -> Value {
 /// Texts for reports (check messages, step paths) live as long as the process: made once per
 /// plan, so `Failure` stays `Copy` on the hot path.
 fn leak(text: String) -> &'static str {
-    // Interned: compiling the same file again (tests, setup/teardown plans) leaks nothing more;
-    // what stays is one copy of each distinct message.
-    static INTERNED: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> = std::sync::Mutex::new(None);
-    let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
-    let set = interned.get_or_insert_with(Default::default);
-    if let Some(existing) = set.get(text.as_str()) {
-        return existing;
-    }
-    let leaked: &'static str = Box::leak(text.into_boxed_str());
-    set.insert(leaked);
-    leaked
+    crate::failure::intern(text)
 }

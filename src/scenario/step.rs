@@ -77,6 +77,7 @@ impl Compiler<'_> {
             checks,
             captures: self.captures(def)?,
             required: def.required,
+            needs: self.needs(def)?,
             set_headers,
             push,
             path: leak(path.to_string()),
@@ -99,30 +100,36 @@ impl Compiler<'_> {
         Ok((method, url))
     }
 
-    /// Where a step's URL goes: an absolute URL, or a path on the user's host.
+    /// Where a step's URL goes: an absolute URL, or a path on the user's host. An absolute URL's
+    /// scheme and host may come from constants (`"{{ auth_host }}/login"`): they are filled in
+    /// here; a constant that holds a path as well starts the request-target with it.
     fn destination(&self, url: &Spanned<String>, host: Option<&Host>) -> Compiled<Destination> {
         let raw = url.get_ref();
         let at = url.span().start;
-        if raw.starts_with("http://") || raw.starts_with("https://") {
-            let after_scheme = raw.find("://").expect("checked") + 3;
-            let path_start = raw[after_scheme..].find('/').map_or(raw.len(), |i| after_scheme + i);
-            if raw[..path_start].contains("{{") {
-                return Err(self.error(at, "the scheme and host of a URL cannot be templated"));
-            }
-            let host = self.host(&raw[..path_start], Some(at))?;
-            let path = if path_start == raw.len() { "/" } else { &raw[path_start..] };
-            Ok(Destination::on(host, path.to_string(), at + path_start))
-        } else if raw.starts_with('/') {
+        let end = origin_end(raw);
+        let origin = match raw[..end].contains("{{") {
+            true => self.constant_text(&raw[..end], at)?,
+            false => raw[..end].to_string(),
+        };
+        if origin.starts_with("http://") || origin.starts_with("https://") {
+            // The origin may carry a path of its own (from a constant): it leads the target.
+            let after_scheme = origin.find("://").expect("checked") + 3;
+            let path_start = origin[after_scheme..].find('/').map_or(origin.len(), |i| after_scheme + i);
+            let host = self.host(&origin[..path_start], Some(at))?;
+            let target = format!("{}{}", &origin[path_start..], &raw[end..]);
+            let target = if target.is_empty() { "/".to_string() } else { target };
+            return Ok(Destination::on(host, target, at + end));
+        }
+        if raw.starts_with('/') {
             let Some(host) = host else {
                 return Err(self.error(
                     at,
                     "a relative path needs a host: set `host` at the top of the file or in [[user]], or pass -H/--host",
                 ));
             };
-            Ok(Destination::on(host.clone(), raw.clone(), at))
-        } else {
-            Err(self.error(at, format!("\"{raw}\": expected a path starting with / or an http:// URL")))
+            return Ok(Destination::on(host.clone(), raw.clone(), at));
         }
+        Err(self.error(at, format!("\"{raw}\": expected a path starting with / or an http:// URL")))
     }
 
     /// `key=value` pairs (a query string or a form body) appended to `out`, percent-encoded;
@@ -169,6 +176,28 @@ impl Compiler<'_> {
         Ok(captures)
     }
 
+    /// What the step needs before it is sent: each name a pool (a value in it) or a variable
+    /// (set, not null).
+    fn needs(&self, def: &StepDef) -> Compiled<Vec<Need>> {
+        let mut needs = Vec::new();
+        for name in &def.needs {
+            let text = name.get_ref();
+            let need = match (self.pools.iter().position(|p| p == text), self.vars.slot(text)) {
+                (Some(pool), _) => Need { what: Needed::Pool(pool), unmet: leak(format!("pool \"{text}\" is empty")) },
+                (None, Some(slot)) => Need { what: Needed::Var(slot), unmet: leak(format!("`{text}` is not set")) },
+                (None, None) => {
+                    let message = format!(
+                        "needs {:?}: no pool (filled by `push`) or variable ([vars], a capture, a data column) of that name",
+                        name.get_ref()
+                    );
+                    return Err(self.error(name.span().start, message));
+                }
+            };
+            needs.push(need);
+        }
+        Ok(needs)
+    }
+
     /// What a successful step does to the session: headers set, values pushed into pools.
     #[allow(clippy::type_complexity)]
     fn effects(&self, def: &StepDef) -> Compiled<(Vec<(String, Template)>, Vec<(usize, Template)>)> {
@@ -213,6 +242,26 @@ impl Compiler<'_> {
             )),
         }
     }
+}
+
+/// Where a URL's scheme and host end: the first `/` that is neither in `://` nor in a `{{ }}`.
+fn origin_end(raw: &str) -> usize {
+    let mut in_hole = false;
+    let mut i = 0;
+    while i < raw.len() {
+        let rest = &raw[i..];
+        if rest.starts_with("{{") || rest.starts_with("}}") {
+            in_hole = rest.starts_with("{{");
+            i += 2;
+        } else if !in_hole && rest.starts_with("://") {
+            i += 3;
+        } else if !in_hole && rest.starts_with('/') {
+            return i;
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    raw.len()
 }
 
 fn url_lit(text: &str) -> String {

@@ -12,6 +12,11 @@ pub trait Scope {
     fn var(&self, name: &str) -> Option<usize>;
     /// The index of a pool, if one is named `name` anywhere in the file.
     fn pool(&self, name: &str) -> Option<usize>;
+    /// Whether the template may read the response (`json.PATH`, `status`): failure messages,
+    /// filled in once the response is there.
+    fn response(&self) -> bool {
+        false
+    }
 }
 
 /// A template error: the byte offset in the string (from its first character) and the text.
@@ -87,6 +92,14 @@ fn parse_expr(text: &str, scope: &dyn Scope) -> Result<Parsed, String> {
         };
         let args = parse_args(args).map_err(|e| format!("`{text}`: {e}"))?;
         return call(name, &args, scope).map_err(|e| format!("`{text}`: {e}"));
+    }
+    if scope.response() {
+        if let Some(path) = text.strip_prefix("json.") {
+            return Ok(Parsed::Expr(Expr::Json(super::to_pointer(path))));
+        }
+        if text == "status" && scope.var("status").is_none() {
+            return Ok(Parsed::Expr(Expr::Status));
+        }
     }
     if let Some(name) = text.strip_prefix("env.") {
         return std::env::var(name)

@@ -14,8 +14,13 @@ impl Compiler<'_> {
             return Err(self.error(0, "no [[user]] in the file; expected at least one user type"));
         }
         let mut user_types = Vec::new();
-        for user in users {
-            if let Some(user_type) = self.user_type(user, file_host)? {
+        for (index, user) in users.iter().enumerate() {
+            // Unnamed types are named by their place, as a person would refer to them.
+            let name = match users.len() {
+                1 => "User".to_string(),
+                _ => format!("User{}", index + 1),
+            };
+            if let Some(user_type) = self.user_type(user, file_host, name)? {
                 user_types.push(user_type);
             }
         }
@@ -30,9 +35,14 @@ impl Compiler<'_> {
         Ok(user_types)
     }
 
-    fn user_type(&mut self, user: &Spanned<UserDef>, file_host: Option<&Host>) -> Compiled<Option<UserType>> {
+    fn user_type(
+        &mut self,
+        user: &Spanned<UserDef>,
+        file_host: Option<&Host>,
+        unnamed: String,
+    ) -> Compiled<Option<UserType>> {
         let def = user.get_ref();
-        let name = def.name.get_ref().clone();
+        let name = def.name.as_ref().map_or(unnamed, |n| n.get_ref().clone());
         let host = match &def.host {
             Some(host) => Some(self.host(host.get_ref(), Some(host.span().start))?),
             None => file_host.cloned(),
@@ -74,6 +84,14 @@ impl Compiler<'_> {
             headers,
             on_start: self.steps(&def.on_start, host.as_ref(), &format!("{name} / on_start"))?,
             on_stop: self.steps(&def.on_stop, host.as_ref(), &format!("{name} / on_stop"))?,
+            on_start_retries: match &def.on_start_retries {
+                Some(retries) if (0..=100).contains(retries.get_ref()) => *retries.get_ref() as u32,
+                Some(retries) => {
+                    let message = format!("on_start_retries {}: expected 0 to 100", retries.get_ref());
+                    return Err(self.error(retries.span().start, message));
+                }
+                None => 0,
+            },
         }))
     }
 
@@ -93,7 +111,7 @@ impl Compiler<'_> {
 
     fn wait(&self, wait: &Spanned<WaitDef>) -> Compiled<Wait> {
         let at = wait.span().start;
-        let duration = |text: &str| parse_duration(text).map_err(|e| self.error(at, format!("wait_time: {e}")));
+        let duration = |text: &DurationDef| text.parse().map_err(|e| self.error(at, format!("wait_time: {e}")));
         Ok(match wait.get_ref() {
             WaitDef::Constant(d) => Wait::Constant(duration(d)?),
             WaitDef::Between([low, high]) => {

@@ -213,12 +213,16 @@ pub struct Snapshot {
     pub seq: u64,
     /// Indexed by endpoint id.
     pub endpoints: Vec<EndpointStats>,
-    /// Users running on the worker when the snapshot was taken.
+    /// Users running on the worker when the snapshot was taken, and the most at once during
+    /// the interval.
     pub users: u64,
+    pub peak_users: u64,
     pub last: bool,
     /// The IO driver the worker runs on (`io_uring (defer_taskrun)`, `io_uring`, `epoll`).
     pub driver: &'static str,
     pub aborts: Vec<AbortCount>,
+    /// Tasks skipped because a pool they need was empty or a variable unset (not failures).
+    pub skips: Vec<AbortCount>,
     pub arrivals: Arrivals,
 }
 
@@ -276,9 +280,11 @@ impl Snapshot {
             seq: 0,
             endpoints: (0..endpoints).map(|_| EndpointStats::new(max_us)).collect(),
             users: 0,
+            peak_users: 0,
             last: false,
             driver: "",
             aborts: Vec::new(),
+            skips: Vec::new(),
             arrivals: Arrivals::default(),
         }
     }
@@ -286,8 +292,10 @@ impl Snapshot {
     pub fn reset(&mut self) {
         self.endpoints.iter_mut().for_each(EndpointStats::reset);
         self.aborts.clear();
+        self.skips.clear();
         self.arrivals.reset();
         self.users = 0;
+        self.peak_users = 0;
         self.last = false;
     }
 }
@@ -361,11 +369,23 @@ impl CoreStats {
         add_abort(&mut self.current.aborts, path, reason, 1);
     }
 
+    /// A task was skipped at `path`: something it needs was missing (`reason`).
+    pub fn skip(&mut self, path: &'static str, reason: &str) {
+        add_abort(&mut self.current.skips, path, reason, 1);
+    }
+
+    /// `running` users run now (one just started): the interval's most at once.
+    pub fn users_running(&mut self, running: u64) {
+        self.current.peak_users = self.current.peak_users.max(running);
+    }
+
     /// Hands out the filled snapshot and continues in `spare` (which must be reset).
     pub fn swap(&mut self, spare: Snapshot, seq: u64, users: u64) -> Snapshot {
         let mut filled = std::mem::replace(&mut self.current, spare);
+        self.current.peak_users = users;
         filled.seq = seq;
         filled.users = users;
+        filled.peak_users = filled.peak_users.max(users);
         filled.driver = self.driver;
         filled
     }

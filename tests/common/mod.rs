@@ -171,3 +171,35 @@ pub fn run_in_terminal(args: &[&str], cols: u16, signals: &[(Duration, i32)]) ->
     let status = child.wait().unwrap();
     (status.code().unwrap_or(-1), reader.join().unwrap())
 }
+
+/// GET `path` from `base` (`http://127.0.0.1:PORT`) on a fresh connection; the JSON body.
+pub fn api(base: &str, path: &str) -> serde_json::Value {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").expect("a response").1;
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// Writes scenario `text` (with `HOST` replaced by `host`) into `dir` as `name`; its path.
+pub fn scenario(dir: &Path, name: &str, host: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text.replace("HOST", host.trim_end_matches('/'))).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The count column of `_stats.csv`'s row for (`method`, `name`), 0 when there is none.
+pub fn csv_count(stats_csv: &str, method: &str, name: &str) -> u64 {
+    let prefix = format!("{method},{name},");
+    stats_csv
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .map_or(0, |l| l[prefix.len()..].split(',').next().unwrap().parse().unwrap())
+}
