@@ -16,6 +16,9 @@
 #                               # starts/s for DURATION, swarmer --rate against the target's
 #                               # /delay/1ms, alternating with the kernel's own wake-up floor
 #                               # (benches/wake.rs): achieved rate, start lag p50/p99
+#   scripts/bench.sh web        # the web UI's cost: requests per generator CPU-second with the
+#                               # UI serving an open page's event stream vs headless, and the web
+#                               # thread's own CPU
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
 #                               # (benches/floor.rs), alternating; with BASELINE=PATH, also
@@ -167,6 +170,38 @@ LUA
       done
       awk 'NR==1 {s1=$4; w1=$7} NR==2 {s2=$4; w2=$7}
            END {printf "per connection (RSS@10k - RSS@1k)/9000: swarmer %.2f KiB, wrk %.2f KiB\n\n", (s2-s1)/9000, (w2-w1)/9000}' "$WORK/mem.txt"
+      ;;
+    web)
+      # The web UI's cost: the same run headless and with the UI serving a page's event stream
+      # (an SSE client reading /events every second, as an open page does; on the target's CPU so
+      # it takes nothing from the generator's), alternating. Requests per generator CPU-second of
+      # each, and the web thread's own CPU over the run (from /proc, as % of one core).
+      start_target 18097
+      URL=http://127.0.0.1:18097/
+      COMMON=(--threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary)
+      : >"$WORK/web.txt"
+      for i in $(seq "$RUNS"); do
+        echo "headless $(measure "$SWARMER" "${COMMON[@]}" "$URL")" >>"$WORK/web.txt"
+        ( sleep 1; taskset -c "$TARGET_CPU" curl -sN http://127.0.0.1:18098/events >"$WORK/events.txt" ) &
+        ( sleep $((DURATION + 2)); pid=$(pgrep -f "swarmer --web" | head -1);
+          for task in /proc/"$pid"/task/*; do
+            [ "$(cat "$task/comm")" = swarmer-web ] && awk '{print $14 + $15}' "$task/stat"
+          done >"$WORK/webthread.txt" ) &
+        r=$(measure "$SWARMER" --web --autostart --autoquit 4s -P 18098 "${COMMON[@]}" "$URL")
+        pkill -f "curl -sN http://127.0.0.1:18098/events" || true
+        ticks=$(cat "$WORK/webthread.txt" 2>/dev/null || echo 0)
+        echo "ui $r $ticks $(grep -c '^data: ' "$WORK/events.txt")" >>"$WORK/web.txt"
+      done
+      echo "== web UI cost, $CONNS connections ($RUNS alternating runs of ${DURATION}s; generator on CPU $GEN_CPU)"
+      for variant in headless ui; do
+        cps=$(awk -v v=$variant '$1 == v {print $2 / $3}' "$WORK/web.txt" | median)
+        printf '%-9s %12.0f requests per CPU-second (median)\n' $variant "$cps"
+        echo "$variant $cps" >>"$WORK/web_cps.txt"
+      done
+      awk '{c[$1]=$2} END {printf "ratio ui/headless: %.3f (bar: at least 0.97)\n", c["ui"]/c["headless"]}' "$WORK/web_cps.txt"
+      hz=$(getconf CLK_TCK)
+      awk -v d="$DURATION" -v hz="$hz" '$1 == "ui" {printf "web thread: %.2f%% of one core over the run, %d events sent\n", 100 * $5 / hz / d, $6}' "$WORK/web.txt"
+      echo
       ;;
     drivers)
       start_nginx 18093

@@ -154,14 +154,53 @@ pub struct RunArgs {
     #[arg(long)]
     pub reset_stats: bool,
 
-    /// No web UI; print a table every 2 s. (swarmer has no web UI yet: runs are always headless.)
-    #[arg(long)]
+    /// No web UI: run at once and print a table every 2 s. A scenario file without a run time
+    /// (-t or the file's) or --iterations opens the web UI otherwise; quick mode (a URL) is
+    /// always headless unless --web.
+    #[arg(long, conflicts_with_all = ["web", "autostart"])]
     pub headless: bool,
+
+    /// Open the web UI (on --web-host:--web-port) even in quick mode or for a bounded run.
+    #[arg(long)]
+    pub web: bool,
+
+    /// With the web UI: start the test at once, with the flags' and the file's values.
+    #[arg(long)]
+    pub autostart: bool,
+
+    /// With the web UI: exit this long after the run ends (e.g. 10s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub autoquit: Option<Duration>,
+
+    /// The web UI's address (loopback by default: the UI starts load tests).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub web_host: String,
+
+    /// The web UI's port.
+    #[arg(short = 'P', long, default_value_t = 8089)]
+    pub web_port: u16,
+
+    /// HTTP Basic credentials the web UI asks for, USER:PASSWORD.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub web_auth: Option<String>,
+
+    /// Serve the web UI over HTTPS with this certificate chain (PEM); needs --web-tls-key.
+    #[arg(long, value_name = "FILE", requires = "web_tls_key")]
+    pub web_tls_cert: Option<PathBuf>,
+
+    /// The web UI's certificate key (PEM).
+    #[arg(long, value_name = "FILE", requires = "web_tls_cert")]
+    pub web_tls_key: Option<PathBuf>,
 
     /// Write PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv and
     /// PREFIX_exceptions.csv (Locust's four), and with --rate PREFIX_stats_service.csv.
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<PathBuf>,
+
+    /// Write a self-contained HTML report of the run here when it ends (tables, charts, the
+    /// latency heat map; it opens offline).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 
     /// Also write one row per endpoint per second to PREFIX_stats_history.csv.
     #[arg(long)]

@@ -39,6 +39,8 @@ pub struct Output {
     pub print_every: Duration,
     /// Stop the run as soon as a threshold that can only get worse is lost.
     pub abort_on_threshold: bool,
+    /// Write a self-contained HTML report here at the end (`--html`).
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]

@@ -80,6 +80,36 @@ fn read_keys(run: &Run, done: &AtomicBool) {
     }
 }
 
+/// The web UI's edit of a running test (Locust's `/swarm` while running): users and spawn rate
+/// (closed model) or the start rate (open model). Returns what it did, or why it could not.
+pub fn edit(run: &Run, users: Option<u64>, spawn_rate: Option<f64>, rate: Option<f64>) -> Result<String, String> {
+    let plan = &run.plan;
+    if !plan.live_control {
+        return Err("this run cannot be changed while it runs (its load shape or --iterations decides)".into());
+    }
+    if let Some(base) = plan.rate {
+        let Some(rate) = rate else {
+            return Err("an open-model run changes by its rate (task starts per second)".into());
+        };
+        let permille = (rate / base * 1000.0).round().max(0.0) as u64;
+        run.live.rate_permille.store(permille, Ordering::Relaxed);
+        return Ok(format!("Rate: {rate}/s"));
+    }
+    if let Some(rate) = spawn_rate {
+        run.live.spawn_rate_milli.store((rate * 1000.0).round().max(1.0) as u64, Ordering::Relaxed);
+    }
+    if let Some(users) = users {
+        let cap = plan.users + plan.headroom;
+        if users > cap {
+            return Err(format!(
+                "at most {cap} users this run (its sockets were counted when it started); stop it and start a new test for more"
+            ));
+        }
+        run.live.users.store(users, Ordering::Relaxed);
+    }
+    Ok(format!("Users: {} at {}/s", run.live.users.load(Ordering::Relaxed), run.live.spawn_rate()))
+}
+
 /// Applies one key; unknown keys are ignored.
 pub fn press(run: &Run, key: u8) {
     let step: i64 = match key {

@@ -47,6 +47,8 @@
 //! | banner, users line, first errors, final notes; task ratios (`--list`) | `report/status.rs`, `report/ratios.rs` |
 //! | console tables, CSV files, number formats | `report/console.rs`, `report/csv.rs`, `report/format.rs` |
 //! | thresholds judged | `report/thresholds.rs` |
+//! | the board the web UI and the HTML report read; the HTML report | `report/board.rs`, `report/html.rs` |
+//! | the web UI's server, routes (Locust's API, events), credentials and origins | `web/mod.rs`, `web/routes.rs`, `web/guard.rs` |
 //! | live control keys, signals | `keys.rs`, `signal.rs` |
 //! | the built-in target: server, canned routes, JSON API | `target/mod.rs`, `target/routes.rs`, `target/api.rs` |
 //!
@@ -67,6 +69,7 @@ pub mod stats;
 pub mod target;
 pub mod tls;
 pub mod units;
+pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -92,13 +95,18 @@ pub struct Outcome {
     pub exit_code: i32,
 }
 
-/// Knobs for embedding a run (tests, `demo`).
+/// Knobs for embedding a run (tests, `demo`, the web UI).
 #[derive(Default, Clone)]
 pub struct RunOptions {
     /// Stops the run gracefully when set (in addition to SIGINT/SIGTERM when `watch_signals`).
     pub stop: Arc<AtomicBool>,
     pub watch_signals: bool,
     pub on_worker_start: Option<fn(usize)>,
+    /// Read live-control keys from the terminal (with a plan that has live control).
+    pub keys: bool,
+    /// The web UI's board (the reporter posts to it) and its commands (stop, edit).
+    pub board: Option<Arc<report::board::Board>>,
+    pub commands: Option<crossbeam_channel::Receiver<web::Command>>,
 }
 
 /// Runs `plan` to completion: reporter thread, worker threads, final report.
@@ -110,14 +118,18 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     let (spare_txs, spare_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| crossbeam_channel::bounded(4)).unzip();
     let engine_run = Arc::new(engine::Run::new(plan.clone(), options.stop.clone(), options.on_worker_start));
     let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let reporter = Reporter::new(plan.clone(), engine_run.start, start_unix, options.stop.clone())?;
+    let mut reporter = Reporter::new(plan.clone(), engine_run.start, start_unix, options.stop.clone())?;
+    if let Some(board) = &options.board {
+        board.start(&plan);
+        reporter = reporter.with_board(board.clone());
+    }
     let engine_done = Arc::new(AtomicBool::new(false));
     let reporter_done = engine_done.clone();
     let reporter = std::thread::Builder::new()
         .name("swarmer-reporter".into())
         .spawn(move || reporter.run(snapshot_rx, spare_txs, &reporter_done))
         .context("cannot start the reporter thread")?;
-    let keys = match plan.live_control {
+    let keys = match plan.live_control && options.keys {
         true => Some(keys::Keys::start(engine_run.clone()).context("cannot start the key reader")?),
         false => None,
     };
@@ -130,6 +142,9 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         if options.watch_signals && signal::received() > signals_seen {
             signals_seen = signal::received();
             stop_on_signal(signals_seen, &engine_run);
+        }
+        while let Some(command) = options.commands.as_ref().and_then(|c| c.try_recv().ok()) {
+            steer(command, &engine_run, options.board.as_deref());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -151,6 +166,22 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     };
     let exit_code = exit_code(&plan, &summary, worker_error);
     Ok(Outcome { summary, exit_code })
+}
+
+/// A command of the web UI during a run: stop it, or edit it (users and spawn rate, or the open
+/// model's rate), as the live keys do.
+fn steer(command: web::Command, run: &engine::Run, board: Option<&report::board::Board>) {
+    match command {
+        web::Command::Stop => {
+            run.stop.store(true, Ordering::Relaxed);
+            if let Some(board) = board {
+                board.set_state(report::board::RunState::Stopping);
+            }
+        }
+        web::Command::Swarm(swarm, reply) => {
+            let _ = reply.send(keys::edit(run, swarm.users, swarm.spawn_rate, swarm.rate));
+        }
+    }
 }
 
 /// The first stop signal stops the run gracefully (users finish their task within
@@ -199,8 +230,149 @@ pub fn main_with(cli: cli::Cli) -> Result<i32> {
         Some(cli::Command::Target(args)) => run_target(&args),
         Some(cli::Command::Demo(args)) => run_demo(&args),
         None if cli.run.scenario.is_some() => run_scenario(&cli.run),
-        None => run_from_terminal(Plan::from_cli(&cli.run).map_err(usage)?),
+        None => {
+            let plan = Plan::from_cli(&cli.run).map_err(usage)?;
+            match wants_ui(&cli.run, &plan) {
+                true => serve_ui(&cli.run, plan),
+                false => run_from_terminal(plan),
+            }
+        }
     }
+}
+
+/// Whether a run opens the web UI: asked for (`--web`, `--autostart`), or a scenario run with no
+/// bound (no run time, no `--iterations`), unless `--headless`. Bounded scenario runs and quick
+/// mode ran headless before the UI existed and still do.
+fn wants_ui(args: &cli::RunArgs, plan: &Plan) -> bool {
+    if args.headless {
+        return false;
+    }
+    args.web || args.autostart || (args.scenario.is_some() && plan.run_time.is_none() && plan.iterations.is_none())
+}
+
+/// The plan of a run from the command line and, from the web UI's form, what it changed.
+fn plan_with(args: &cli::RunArgs, swarm: &web::Swarm) -> Result<Plan> {
+    let mut args = args.clone();
+    if swarm.rate.is_some() {
+        args.rate = swarm.rate;
+        args.max_users = swarm.users.or(args.max_users);
+        args.users = None;
+    } else if swarm.users.is_some() || swarm.spawn_rate.is_some() {
+        args.rate = None;
+        args.max_users = None;
+        args.users = swarm.users.or(args.users);
+        args.spawn_rate = swarm.spawn_rate.or(args.spawn_rate);
+    }
+    args.run_time = swarm.run_time.or(args.run_time);
+    if let Some(host) = &swarm.host {
+        match args.scenario.is_some() {
+            true => args.host = Some(host.clone()),
+            false => args.url = Some(host.clone()),
+        }
+    }
+    let mut plan = match args.scenario.is_some() {
+        true => scenario_plan(&args)?,
+        false => Plan::from_cli(&args).map_err(usage)?,
+    };
+    plan.enable_live_control();
+    Ok(plan)
+}
+
+/// The web UI: serves the page and Locust's API, then runs tests as the UI asks (or at once with
+/// `--autostart`), one after another, until Ctrl-C (or `--autoquit` after a run).
+fn serve_ui(args: &cli::RunArgs, plan: Plan) -> Result<i32> {
+    let board = Arc::new(report::board::Board::new(&plan));
+    let (commands, inbox) = crossbeam_channel::unbounded();
+    let server = web::start(web_options(args, &plan)?, board.clone(), commands)?;
+    report::notice(&format!("swarmer: web UI on {} (Ctrl-C to quit)", server.url()));
+    if !server.addr.ip().is_loopback() && args.web_auth.is_none() {
+        report::notice("warning: the web UI listens beyond this machine without --web-auth: anyone who reaches it can start load tests");
+    }
+    signal::install();
+    let mut next = args.autostart.then(|| plan_with(args, &web::Swarm::default())).transpose()?;
+    let mut exit_code = 0;
+    loop {
+        let plan = match next.take() {
+            Some(plan) => plan,
+            None => match wait_for_swarm(args, &inbox, &board) {
+                Some(plan) => plan,
+                None => return Ok(exit_code),
+            },
+        };
+        let options = RunOptions {
+            watch_signals: true,
+            board: Some(board.clone()),
+            commands: Some(inbox.clone()),
+            ..RunOptions::default()
+        };
+        // The page shows the numbers as they come; the terminal gets the final report.
+        let mut plan = plan;
+        plan.output.only_summary = true;
+        exit_code = run_scenario_plan(plan, options)?.exit_code;
+        if let Some(after) = args.autoquit {
+            std::thread::sleep(after);
+            return Ok(exit_code);
+        }
+    }
+}
+
+/// Waits for the UI's start; `None` on Ctrl-C.
+fn wait_for_swarm(
+    args: &cli::RunArgs,
+    inbox: &crossbeam_channel::Receiver<web::Command>,
+    board: &report::board::Board,
+) -> Option<Plan> {
+    let signals = signal::received();
+    loop {
+        if signal::received() > signals {
+            return None;
+        }
+        match inbox.recv_timeout(Duration::from_millis(50)) {
+            Ok(web::Command::Swarm(swarm, reply)) => match plan_with(args, &swarm) {
+                Ok(plan) => {
+                    let _ = reply.send(Ok("Swarming started".into()));
+                    board.start(&plan);
+                    return Some(plan);
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(format!("{err:#}")));
+                }
+            },
+            Ok(web::Command::Stop) | Err(_) => {}
+        }
+    }
+}
+
+/// The web UI's address, credentials, TLS and the form's starting values.
+fn web_options(args: &cli::RunArgs, plan: &Plan) -> Result<web::WebOptions> {
+    let ip: std::net::IpAddr =
+        args.web_host.parse().map_err(|_| usage(anyhow::anyhow!("--web-host {}: not an IP address", args.web_host)))?;
+    if let Some(auth) = &args.web_auth {
+        if !auth.contains(':') {
+            return Err(usage(anyhow::anyhow!("--web-auth {auth:?}: expected USER:PASSWORD")));
+        }
+    }
+    let tls = match (&args.web_tls_cert, &args.web_tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).map_err(|e| usage(anyhow::anyhow!("{}: {e}", path.display())))
+            };
+            Some(tls::server_config(&read(cert)?, &read(key)?, None).map_err(|e| usage(anyhow::anyhow!(e)))?)
+        }
+        _ => None,
+    };
+    let host = match args.scenario.is_some() {
+        true => args.host.clone().unwrap_or_default(),
+        false => args.url.clone().or(args.host.clone()).unwrap_or_default(),
+    };
+    let form = web::FormDefaults {
+        users: plan.users,
+        spawn_rate: plan.spawn_rate,
+        rate: plan.rate,
+        host,
+        run_time: plan.run_time,
+    };
+    Ok(web::WebOptions { addr: (ip, args.web_port).into(), auth: args.web_auth.clone(), tls, form })
 }
 
 /// Runs a plan from the command line: live keys when stdin is a terminal, Ctrl-C stops it
@@ -210,7 +382,8 @@ fn run_from_terminal(mut plan: Plan) -> Result<i32> {
         plan.enable_live_control();
     }
     signal::install();
-    Ok(run_scenario_plan(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?.exit_code)
+    let options = RunOptions { watch_signals: true, keys: plan.live_control, ..RunOptions::default() };
+    Ok(run_scenario_plan(plan, options)?.exit_code)
 }
 
 /// Builds the plan of a scenario run: the file compiled, the command line applied over it.
@@ -255,7 +428,10 @@ fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
         print!("{}", report::task_ratios(&plan));
         return Ok(0);
     }
-    run_from_terminal(plan)
+    match wants_ui(args, &plan) {
+        true => serve_ui(args, plan),
+        false => run_from_terminal(plan),
+    }
 }
 
 /// Runs a scenario plan: its `setup` steps once (their captures become every user's starting

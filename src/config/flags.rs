@@ -76,6 +76,7 @@ impl Plan {
         self.output.csv_full_history = args.csv_full_history;
         self.output.exit_code_on_error = args.exit_code_on_error;
         self.output.abort_on_threshold = args.abort_on_threshold;
+        self.output.html = args.html.clone();
         for text in &args.threshold {
             self.thresholds.push(Threshold::parse(text).map_err(|e| anyhow::anyhow!("--threshold {e}"))?);
         }
@@ -235,6 +236,7 @@ impl Plan {
                 exit_code_on_error: 1,
                 print_every: Duration::from_secs(2),
                 abort_on_threshold: false,
+                html: None,
             },
         }
     }

@@ -37,14 +37,16 @@ pub(crate) async fn spawn_users(worker: Rc<Worker>) {
 pub(crate) async fn follow_shape(worker: Rc<Worker>) {
     let run = worker.run.clone();
     let plan = &run.plan;
+    // Users the spawn rate has let start so far (the rate may change mid-run).
+    let (mut allowed, mut last) = (1.0f64, Instant::now());
     while !worker.stopping.get() {
         let elapsed = run.start.elapsed();
+        let cap = (plan.users + plan.headroom) as f64;
+        allowed = (allowed + run.live.spawn_rate() * last.elapsed().as_secs_f64()).min(cap + 1.0);
+        last = Instant::now();
         let wanted = match (&plan.shape, plan.run_time) {
             (Some(shape), Some(run_time)) => shape.users_at(elapsed, run_time, plan.users),
-            _ => {
-                let spawned = (elapsed.as_secs_f64() * plan.spawn_rate).floor() as u64 + 1;
-                run.live.users.load(Ordering::Relaxed).min(spawned)
-            }
+            _ => run.live.users.load(Ordering::Relaxed).min(allowed.floor() as u64),
         };
         for (local, user) in plan.users_of_worker(worker.index).enumerate() {
             let (alive, stop) = (&worker.user_alive[local], &worker.user_stop[local]);

@@ -54,11 +54,22 @@ impl Run {
 /// rate as thousandths of `--rate` (open model).
 pub struct Live {
     pub users: AtomicU64,
+    /// Users started per second, in thousandths (the web UI may change it mid-run).
+    pub spawn_rate_milli: AtomicU64,
     pub rate_permille: AtomicU64,
 }
 
 impl Live {
     pub fn new(plan: &Plan) -> Live {
-        Live { users: AtomicU64::new(plan.users), rate_permille: AtomicU64::new(1000) }
+        Live {
+            users: AtomicU64::new(plan.users),
+            spawn_rate_milli: AtomicU64::new((plan.spawn_rate * 1000.0).round().max(1.0) as u64),
+            rate_permille: AtomicU64::new(1000),
+        }
+    }
+
+    /// Users started per second now.
+    pub fn spawn_rate(&self) -> f64 {
+        self.spawn_rate_milli.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0
     }
 }

@@ -111,8 +111,7 @@ impl Files {
         let file =
             File::create(&history_path).with_context(|| format!("--csv: cannot write {}", history_path.display()))?;
         let mut history = writer(BufWriter::new(file));
-        let header: Vec<&str> = HISTORY_HEAD.iter().chain(&PERCENTILE_TITLES).chain(&HISTORY_TAIL).copied().collect();
-        history.write_record(&header)?;
+        history.write_record(history_header())?;
         let mut first: Vec<String> = vec![start_unix.to_string(), "0".into(), String::new(), "Aggregated".into()];
         first.extend(["0.000000", "0.000000"].map(String::from));
         first.extend(vec!["N/A".to_string(); PERCENTILES.len()]);
@@ -142,36 +141,12 @@ impl Files {
         replace_file(&self.exceptions, |out| write_exceptions(out, results.aborts))
     }
 
-    /// Appends this tick's rows: per endpoint with `--csv-full-history`, then Aggregated.
-    /// Rates and percentiles are over the window; Total columns whole-run.
-    pub fn write_history(
-        &mut self,
-        timestamp: u64,
-        users: u64,
-        totals: &Table,
-        current: &Table,
-        window_secs: f64,
-    ) -> Result<()> {
-        let window_secs = window_secs.max(1e-9);
-        let mut lines: Vec<(&str, &str, &EndpointStats, Option<&EndpointStats>)> = Vec::new();
-        if self.full_history {
-            for row in &totals.rows {
-                let now = current.rows.iter().find(|r| r.method == row.method && r.name == row.name).map(|r| r.stats);
-                lines.push((row.method, row.name, row.stats, now));
-            }
-        }
-        lines.push(("", "Aggregated", &totals.aggregated, Some(&current.aggregated)));
-        let empty = EndpointStats::new(2);
-        for (method, name, total, now) in lines {
-            let now = now.unwrap_or(&empty);
-            let mut record = vec![timestamp.to_string(), users.to_string(), method.to_string(), name.to_string()];
-            record.push(format!("{:.6}", now.count as f64 / window_secs));
-            record.push(format!("{:.6}", now.failures as f64 / window_secs));
-            record.extend(percentile_fields(now));
-            record.push(total.count.to_string());
-            record.push(total.failures.to_string());
-            record.extend(time_fields(total));
-            self.history.write_record(&record)?;
+    /// Appends this tick's rows (`history_records`): per endpoint with `--csv-full-history`,
+    /// then Aggregated.
+    pub fn write_history(&mut self, records: &[Vec<String>]) -> Result<()> {
+        let keep = if self.full_history { records.len() } else { 1 };
+        for record in &records[records.len() - keep..] {
+            self.history.write_record(record)?;
         }
         self.history.flush()?;
         Ok(())
@@ -248,4 +223,41 @@ pub fn write_exceptions<W: Write>(out: &mut csv::Writer<W>, aborts: &[AbortCount
         out.write_record([abort.count.to_string().as_str(), &message, abort.path, "local"])?;
     }
     Ok(())
+}
+
+/// `_stats_history.csv`'s header row.
+pub fn history_header() -> Vec<&'static str> {
+    HISTORY_HEAD.iter().chain(&PERCENTILE_TITLES).chain(&HISTORY_TAIL).copied().collect()
+}
+
+/// One tick's history rows: per endpoint, then Aggregated (last). Rates and percentiles are
+/// over the window (`current` over `window_secs`); Total columns whole-run.
+pub fn history_records(
+    timestamp: u64,
+    users: u64,
+    totals: &Table,
+    current: &Table,
+    window_secs: f64,
+) -> Vec<Vec<String>> {
+    let window_secs = window_secs.max(1e-9);
+    let mut lines: Vec<(&str, &str, &EndpointStats, Option<&EndpointStats>)> = Vec::new();
+    for row in &totals.rows {
+        let now = current.rows.iter().find(|r| r.method == row.method && r.name == row.name).map(|r| r.stats);
+        lines.push((row.method, row.name, row.stats, now));
+    }
+    lines.push(("", "Aggregated", &totals.aggregated, Some(&current.aggregated)));
+    let empty = EndpointStats::new(2);
+    let mut records = Vec::with_capacity(lines.len());
+    for (method, name, total, now) in lines {
+        let now = now.unwrap_or(&empty);
+        let mut record = vec![timestamp.to_string(), users.to_string(), method.to_string(), name.to_string()];
+        record.push(format!("{:.6}", now.count as f64 / window_secs));
+        record.push(format!("{:.6}", now.failures as f64 / window_secs));
+        record.extend(percentile_fields(now));
+        record.push(total.count.to_string());
+        record.push(total.failures.to_string());
+        record.extend(time_fields(total));
+        records.push(record);
+    }
+    records
 }

@@ -5,9 +5,11 @@
 //! Intervals are exact: snapshot `seq` k of every worker covers [start + k·tick, start +
 //! (k+1)·tick), and interval k is processed only once every worker has sent it (or finished).
 
+pub mod board;
 mod console;
 mod csv;
 mod format;
+mod html;
 mod ratios;
 mod status;
 mod thresholds;
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Plan;
@@ -26,6 +28,7 @@ use crate::stats::{add_abort, AbortCount, Arrivals, EndpointStats, Snapshot};
 
 pub use console::notice;
 pub use format::{utc_timestamp, PERCENTILES, PERCENTILE_TITLES};
+pub use html::{render as html_report, SCRIPT as UI_SCRIPT};
 pub use ratios::task_ratios;
 pub use status::{banner, nothing_completed};
 
@@ -123,6 +126,8 @@ struct Interval {
     users: u64,
     /// The most users at once during the interval (summed over workers: an upper bound).
     peak_users: u64,
+    /// Open model: starts begun (due and not dropped) in the interval.
+    starts: u64,
     /// A worker's last snapshot is in it: the run ended inside this interval.
     partial: bool,
     /// Seconds covered: one tick, or less for the interval the run ended in.
@@ -163,6 +168,8 @@ pub struct Reporter {
     errors_seen: HashSet<(usize, Failure)>,
     /// The Timestamp of the last `_stats_history.csv` row.
     last_history: Option<u64>,
+    /// The board the web UI and the HTML report read, when there is one.
+    board: Option<Arc<board::Board>>,
 }
 
 impl Reporter {
@@ -174,6 +181,8 @@ impl Reporter {
             Some(prefix) => Some(csv::Files::create(prefix, plan.output.csv_full_history, start_unix as u64)?),
             None => None,
         };
+        // The HTML report is drawn from a board, with or without the web UI.
+        let board = plan.output.html.is_some().then(|| Arc::new(board::Board::new(&plan)));
         Ok(Reporter {
             plan,
             start,
@@ -196,7 +205,14 @@ impl Reporter {
             all_started: false,
             errors_seen: HashSet::new(),
             last_history: None,
+            board,
         })
+    }
+
+    /// Posts every tick to `board` (the web UI, the HTML report).
+    pub fn with_board(mut self, board: Arc<board::Board>) -> Reporter {
+        self.board = Some(board);
+        self
     }
 
     /// Runs until every worker has sent its last snapshot (or all senders are gone); then
@@ -240,6 +256,7 @@ impl Reporter {
             endpoints: (0..endpoints).map(|_| EndpointStats::new(max_us)).collect(),
             users: 0,
             peak_users: 0,
+            starts: 0,
             partial: false,
             secs: 0.0,
         });
@@ -248,6 +265,7 @@ impl Reporter {
         }
         interval.users += snapshot.users;
         interval.peak_users += snapshot.peak_users;
+        interval.starts += snapshot.arrivals.scheduled - snapshot.arrivals.dropped;
         for abort in &snapshot.aborts {
             add_abort(&mut self.aborts, abort.path, &abort.reason, abort.count);
         }
@@ -279,7 +297,7 @@ impl Reporter {
     }
 
     /// Takes interval `seq` into the whole-run numbers and the window, and writes what is due:
-    /// messages, CSV files, the periodic table.
+    /// messages, CSV files, the board, the periodic table.
     fn process(&mut self, seq: u64, mut interval: Interval) -> Result<()> {
         let tick = self.plan.tick.as_secs_f64();
         let begin_secs = seq as f64 * tick;
@@ -298,27 +316,42 @@ impl Reporter {
             self.users.last = interval.users;
         }
         self.users.peak = self.users.peak.max(interval.users).max(interval.peak_users);
+        // A run's last second may be a sliver: the charts leave it out (the tables have it).
+        let charted = !partial || interval.secs >= 0.5 * tick;
+        let point = (self.board.is_some() && charted).then(|| self.point(&interval, end_secs));
         self.window.push_back(interval);
         if self.window.len() > WINDOW_TICKS {
             self.window.pop_front();
         }
+        self.write_out(seq, partial, end_secs, point)?;
+        self.check_thresholds();
+        Ok(())
+    }
+
+    /// The CSV files, the board and (when due) the periodic table, after the interval that
+    /// ended `end_secs` into the run.
+    fn write_out(&mut self, seq: u64, partial: bool, end_secs: f64, point: Option<board::Point>) -> Result<()> {
         let window = self.window_stats();
         let window_secs: f64 = self.window.iter().map(|i| i.secs).sum();
         let plan = self.plan.clone();
         let mut csv = self.csv.take();
         let results = self.results(&plan, end_secs);
         let current = Table::new(&plan, &window, false);
+        let timestamp = (self.start_unix + end_secs) as u64;
+        let records = csv::history_records(timestamp, self.users.last, &results.totals, &current, window_secs);
         if let Some(files) = &mut csv {
-            let timestamp = (self.start_unix + end_secs) as u64;
             // The run's last, partial second can end within the same whole second as the one
             // before it: one row per Timestamp (the files written at the end have its numbers).
             if self.last_history != Some(timestamp) {
-                files.write_history(timestamp, self.users.last, &results.totals, &current, window_secs)?;
+                files.write_history(&records)?;
             }
             files.write_snapshot(&results)?;
         }
-        let written = (self.start_unix + end_secs) as u64;
-        let every = (plan.output.print_every.as_secs_f64() / tick).round().max(1.0) as u64;
+        if let Some(board) = &self.board {
+            let lines = records.iter().map(|r| board::csv_text(|out| Ok(out.write_record(r)?))).collect();
+            board.change(|b| b.tick(&results, (&current, window_secs), point, lines));
+        }
+        let every = (plan.output.print_every.as_secs_f64() / plan.tick.as_secs_f64()).round().max(1.0) as u64;
         // The interval the run ended in is followed at once by the final table.
         if !plan.output.only_summary && !partial && (seq + 1).is_multiple_of(every) {
             let users = status::users_line(&plan, self.users.last, end_secs);
@@ -326,11 +359,28 @@ impl Reporter {
         }
         drop(results);
         self.csv = csv;
-        if self.csv.is_some() {
-            self.last_history = Some(written);
-        }
-        self.check_thresholds();
+        self.last_history = Some(timestamp);
         Ok(())
+    }
+
+    /// The second that ended `end_secs` into the run, as a point of the charts.
+    fn point(&self, interval: &Interval, end_secs: f64) -> board::Point {
+        let merged = Table::new(&self.plan, &interval.endpoints, false).aggregated;
+        let time = (self.start_unix + end_secs) as u64;
+        let mut point = board::point(time, interval.users, &merged, interval.secs);
+        if let Some(rate) = self.plan.rate {
+            let mid = end_secs - interval.secs / 2.0;
+            let run_time = self.plan.run_time.unwrap_or(std::time::Duration::from_secs(3600));
+            let target_rate = self.plan.shape.as_ref().map_or(rate, |s| s.level_at(mid, run_time, rate));
+            let service = |q: f64| merged.service_quantile_us(q) as f64 / 1000.0;
+            point.open = Some(board::OpenPoint {
+                target_rate,
+                started: (interval.starts as f64) / interval.secs.max(1e-3),
+                service_p50: service(0.5),
+                service_p99: service(0.99),
+            });
+        }
+        point
     }
 
     /// What interval [`begin_secs`, `end_secs`) brings that is worth saying as it happens: the
@@ -342,6 +392,15 @@ impl Reporter {
         if ramped && !self.all_started && last_start < end_secs {
             self.all_started = true;
             console::notice(&status::all_started(plan, last_start));
+        }
+        // The web UI's reset: the whole-run numbers start again with this interval.
+        if self.board.as_ref().is_some_and(|b| b.reset_requested.swap(false, Ordering::Relaxed)) {
+            self.origin_secs = begin_secs;
+            self.totals.iter_mut().for_each(EndpointStats::reset);
+            self.aborts.clear();
+            self.skips.clear();
+            self.arrivals.reset();
+            self.reset_done = true;
         }
         // --reset-stats: whole-run numbers start again with the first interval that begins
         // after the last user started (intervals are exact, so nothing is split).
@@ -419,19 +478,25 @@ impl Reporter {
         let plan = self.plan.clone();
         let mut csv = self.csv.take();
         let results = self.results(&plan, elapsed.as_secs_f64());
-        let secs = results.elapsed_secs;
         if let Some(files) = &mut csv {
             files.write_snapshot(&results)?;
             files.flush()?;
         }
         console::print_final(&results);
-        drop(results);
-        let mut summary = Summary { elapsed, users: self.users, ..Summary::default() };
-        if !plan.thresholds.is_empty() {
-            let verdicts = thresholds::evaluate(&plan, &self.totals, secs);
-            summary.thresholds_lost = verdicts.iter().filter(|v| !v.pass).count();
+        let verdicts = thresholds::evaluate(&plan, &self.totals, results.elapsed_secs);
+        if !verdicts.is_empty() {
             console::print_lines(thresholds::lines(&verdicts));
         }
+        if let Some(board) = &self.board {
+            board.change(|b| b.finish(&results, &verdicts));
+            if let Some(path) = &plan.output.html {
+                std::fs::write(path, html::render(&board.read()))
+                    .with_context(|| format!("--html: cannot write {}", path.display()))?;
+            }
+        }
+        drop(results);
+        let mut summary = Summary { elapsed, users: self.users, ..Summary::default() };
+        summary.thresholds_lost = verdicts.iter().filter(|v| !v.pass).count();
         for stats in &self.totals {
             summary.requests += stats.count;
             summary.failures += stats.failures;
