@@ -183,14 +183,14 @@ LUA
       for i in $(seq "$RUNS"); do
         echo "headless $(measure "$SWARMER" "${COMMON[@]}" "$URL")" >>"$WORK/web.txt"
         ( sleep 1; taskset -c "$TARGET_CPU" curl -sN http://127.0.0.1:18098/events >"$WORK/events.txt" ) &
-        ( sleep $((DURATION + 2)); pid=$(pgrep -f "swarmer --web" | head -1);
+        ( sleep $((DURATION + 2)); pid=$(pgrep -f "^$SWARMER --web" | head -1);
           for task in /proc/"$pid"/task/*; do
             [ "$(cat "$task/comm")" = swarmer-web ] && awk '{print $14 + $15}' "$task/stat"
           done >"$WORK/webthread.txt" ) &
         r=$(measure "$SWARMER" --web --autostart --autoquit 4s -P 18098 "${COMMON[@]}" "$URL")
-        pkill -f "curl -sN http://127.0.0.1:18098/events" || true
-        ticks=$(cat "$WORK/webthread.txt" 2>/dev/null || echo 0)
-        echo "ui $r $ticks $(grep -c '^data: ' "$WORK/events.txt")" >>"$WORK/web.txt"
+        pkill -f "curl -sN http://127.0.0.1:18098/events" || true; sleep 0.2
+        ticks=$(cat "$WORK/webthread.txt" 2>/dev/null); ticks=${ticks:-0}
+        echo "ui $r $ticks $(grep -c "^data: " "$WORK/events.txt")" >>"$WORK/web.txt"
       done
       echo "== web UI cost, $CONNS connections ($RUNS alternating runs of ${DURATION}s; generator on CPU $GEN_CPU)"
       for variant in headless ui; do
