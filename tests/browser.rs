@@ -31,6 +31,11 @@ fn the_ui_and_the_report_in_headless_chromium() {
     let (code, out, err) =
         run(&["-f", flow_file.to_str().unwrap(), "-t", "4s", "--only-summary", "--html", report.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
+    let open_report = dir.join("open.html");
+    let delayed = format!("{}/delay/5ms", target.url);
+    let (code, out, err) =
+        run(&["--rate", "200", "-t", "3s", "--only-summary", &delayed, "--html", open_report.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
     // The UI, in quick mode, waiting for the form.
     let port = closed_port();
     let url = format!("{}/", target.url);
@@ -44,7 +49,15 @@ fn the_ui_and_the_report_in_headless_chromium() {
     let script = format!("{}/tests/web/browser_test.py", env!("CARGO_MANIFEST_DIR"));
     let ui_url = format!("http://127.0.0.1:{port}");
     let output = Command::new("python3")
-        .args([&script, &ui_url, target.url.trim_end_matches('/'), &target.url, report.to_str().unwrap(), &shots])
+        .args([
+            &script,
+            &ui_url,
+            target.url.trim_end_matches('/'),
+            &target.url,
+            report.to_str().unwrap(),
+            open_report.to_str().unwrap(),
+            &shots,
+        ])
         .output()
         .unwrap();
     let _ = ui.kill();

@@ -186,6 +186,26 @@ fn credentials_and_cross_site_requests() {
 }
 
 #[test]
+fn the_ui_over_https() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (cert, key, ca) = (
+        format!("{root}/tests/tls/server.pem"),
+        format!("{root}/tests/tls/server.key"),
+        format!("{root}/tests/tls/ca.pem"),
+    );
+    let target = Target::start();
+    let url = format!("{}/", target.url);
+    let ui = Ui::start(&["--web", &url, "--web-tls-cert", &cert, "--web-tls-key", &key]);
+    // swarmer's own HTTPS client, verifying the certificate against the test CA.
+    let api = format!("https://localhost:{}/stats/requests", ui.port);
+    let (code, out, err) = common::run(&["-u", "1", "-t", "1s", "--only-summary", "--ca-cert", &ca, &api]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("GET      /stats/requests"), "{out}");
+    // Plain HTTP to the HTTPS port gets nothing useful.
+    assert_ne!(request(ui.port, "GET", "/stats/requests", &[], "").0, 200);
+}
+
+#[test]
 fn an_html_report_that_refers_to_nothing_outside() {
     let target = Target::start();
     let dir = common::tempdir("html");

@@ -5,7 +5,7 @@ the request-rate chart fill, edit the users, reset, stop, download the stats CSV
 and check it against the server's numbers, try a cross-origin POST /swarm from another site's
 page, and open the HTML report with the network off. Screenshots go to SCREENSHOTS.
 
-    browser_test.py UI_URL TARGET_URL OTHER_ORIGIN_URL REPORT_FILE SCREENSHOTS
+    browser_test.py UI_URL TARGET_URL OTHER_ORIGIN_URL REPORT_FILE OPEN_REPORT_FILE SCREENSHOTS
 
 Run by tests/browser.rs; exits non-zero with a message on the first check that fails.
 """
@@ -20,7 +20,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-UI, TARGET, OTHER, REPORT, SHOTS = sys.argv[1:6]
+UI, TARGET, OTHER, REPORT, OPEN_REPORT, SHOTS = sys.argv[1:7]
 
 
 def browser():
@@ -138,6 +138,14 @@ def main():
         driver.save_screenshot(os.path.join(SHOTS, "report.png"))
         driver.set_window_size(1400, 3000)
         driver.save_screenshot(os.path.join(SHOTS, "report-full.png"))
+        # An open-model report also charts the starts and the service times.
+        driver.get("file://" + OPEN_REPORT)
+        wait("the open-model report", lambda: driver.find_element(By.TAG_NAME, "body").get_attribute("data-rendered") == "yes")
+        for chart_id in ["chart-starts", "chart-service"]:
+            points = int(driver.find_element(By.ID, chart_id).get_attribute("data-points") or 0)
+            if points < 2:
+                sys.exit(f"the open-model report's {chart_id} has {points} points")
+        driver.save_screenshot(os.path.join(SHOTS, "report-open-model.png"))
         print("browser checks passed")
     finally:
         driver.quit()
