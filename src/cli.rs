@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod conf;
+
+use crate::log::Level;
 use crate::runtime::Io;
 use crate::units;
 
@@ -51,6 +54,9 @@ pub enum Command {
     Target(TargetArgs),
     /// Start the built-in target in-process and run a short test against it.
     Demo(DemoArgs),
+    /// Compare two --json-file summaries: side by side with ratios per endpoint; exits 1 when
+    /// the second run is worse than the first beyond --tolerance (a CI regression gate).
+    Compare(CompareArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -202,6 +208,48 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
 
+    /// Print the final statistics as Locust's JSON on standard output, and nothing else there
+    /// (the tables go to standard error).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write a whole-run summary here when the run ends: swarmer's versioned JSON schema (run
+    /// metadata, exact percentiles per endpoint, errors, thresholds, the open model's arrivals),
+    /// what `swarmer compare` reads. Not Locust's --json-file (see README, Outputs).
+    #[arg(long, value_name = "FILE")]
+    pub json_file: Option<PathBuf>,
+
+    /// Write an HdrHistogram interval log here: one compressed histogram (µs) per endpoint per
+    /// second, tagged by endpoint, as HistogramLogProcessor, HistogramLogAnalyzer and hdr-plot
+    /// read it.
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+
+    /// Serve OpenMetrics (Prometheus) text at http://--metrics-host:PORT/metrics while the run
+    /// goes on (the web UI serves /metrics too).
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+
+    /// The address --metrics-port listens on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub metrics_host: String,
+
+    /// Read flags from this file: long names without dashes, one per line (`users = 100`,
+    /// `run-time = 5m`, `headless = true`), as Locust's locust.conf. ./swarmer.conf is read when
+    /// present; SWARMER_USERS-style variables set any flag. The command line wins, then the
+    /// environment, then the file, then the scenario file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The lowest level of message kept: DEBUG, INFO, WARNING, ERROR or CRITICAL.
+    #[arg(short = 'L', long, value_enum, default_value = "INFO", ignore_case = true)]
+    pub loglevel: Level,
+
+    /// Write messages (the banner, first errors, thresholds lost, stopping) to this file, with
+    /// timestamps, instead of standard error.
+    #[arg(long, value_name = "FILE")]
+    pub logfile: Option<PathBuf>,
+
     /// Also write one row per endpoint per second to PREFIX_stats_history.csv.
     #[arg(long)]
     pub csv_full_history: bool,
@@ -297,6 +345,38 @@ pub struct DemoArgs {
     /// Also write the four CSV files with this prefix.
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// The baseline: a --json-file summary.
+    #[arg(value_name = "BASELINE")]
+    pub baseline: PathBuf,
+    /// The candidate, judged against the baseline.
+    #[arg(value_name = "CANDIDATE")]
+    pub candidate: PathBuf,
+    /// How much worse the candidate may be before it fails: slower percentiles or fewer
+    /// requests/s by this fraction (10%, 0.1), a failure ratio higher by this fraction and
+    /// by at least 0.1 percentage point.
+    #[arg(long, value_parser = parse_fraction, default_value = "10%")]
+    pub tolerance: f64,
+    /// What is judged (the rest is shown): any of rps, fail_ratio, p50, p66, p75, p80, p90,
+    /// p95, p98, p99, p99.9, p99.99, max, mean.
+    #[arg(long, value_delimiter = ',', default_value = "rps,fail_ratio,p50,p95,p99")]
+    pub metric: Vec<String>,
+}
+
+/// A fraction written as a percentage (`10%`) or a number (`0.1`).
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let value = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.parse::<f64>(),
+    };
+    match value {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("invalid fraction {text:?}; expected e.g. 10% or 0.1")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

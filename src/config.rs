@@ -41,6 +41,12 @@ pub struct Output {
     pub abort_on_threshold: bool,
     /// Write a self-contained HTML report here at the end (`--html`).
     pub html: Option<PathBuf>,
+    /// Print Locust's JSON of the final statistics on stdout, the tables on stderr (`--json`).
+    pub json_stdout: bool,
+    /// Write the whole-run summary (swarmer's JSON schema) here at the end (`--json-file`).
+    pub json_file: Option<PathBuf>,
+    /// Write an HdrHistogram interval log here (`--hdr-log`).
+    pub hdr_log: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]

@@ -47,6 +47,32 @@ pub enum FailureKind {
     Check,
 }
 
+impl FailureKind {
+    /// Every kind, in the order the reports list them.
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::Connect,
+        FailureKind::Read,
+        FailureKind::Write,
+        FailureKind::Timeout,
+        FailureKind::Status,
+        FailureKind::Parse,
+        FailureKind::Check,
+    ];
+
+    /// The kind's name in machine-readable outputs (JSON, metrics labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Read => "read",
+            FailureKind::Write => "write",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Status => "status",
+            FailureKind::Parse => "parse",
+            FailureKind::Check => "check",
+        }
+    }
+}
+
 impl Failure {
     pub fn kind(self) -> FailureKind {
         match self {

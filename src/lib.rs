@@ -10,7 +10,10 @@
 //! |---|---|
 //! | the binary: parse, run, exit code | `main.rs` |
 //! | the composition root: run, dispatch, exit codes | `lib.rs` |
+//! | the web UI's runs: serve, start from the form, steer | `session.rs` |
+//! | the subcommands: target, demo, compare | `commands.rs` |
 //! | flags (Locust names) | `cli.rs` |
+//! | flags from config files and `SWARMER_*` variables | `cli/conf.rs` |
 //! | durations, counts, rates | `units.rs` |
 //! | the validated plan of a run, its limits and workers | `config.rs` |
 //! | the plan from flags; quick mode | `config/flags.rs` |
@@ -41,12 +44,15 @@
 //! | cookies, redirects | `http/cookie.rs`, `http/redirect.rs` |
 //! | TLS (client and target) | `tls.rs` |
 //! | error taxonomy | `failure.rs` |
+//! | the log: levels, `--logfile` | `log.rs` |
 //! | runtime construction (io_uring flags, epoll), precise timer | `runtime.rs` |
 //! | per-core histograms and snapshots | `stats/mod.rs` |
 //! | merging, the final summary | `report/mod.rs` |
 //! | banner, users line, first errors, final notes; task ratios (`--list`) | `report/status.rs`, `report/ratios.rs` |
 //! | console tables, CSV files, number formats | `report/console.rs`, `report/csv.rs`, `report/format.rs` |
 //! | thresholds judged | `report/thresholds.rs` |
+//! | JSON (Locust's `--json`, the `--json-file` summary), comparing summaries | `report/json.rs`, `report/compare.rs` |
+//! | HdrHistogram interval log; OpenMetrics; the machine's facts | `report/hdrlog.rs`, `report/metrics.rs`, `report/machine.rs` |
 //! | the board the web UI and the HTML report read; the HTML report | `report/board.rs`, `report/html.rs` |
 //! | the web UI's server, routes (Locust's API, events), credentials and origins | `web/mod.rs`, `web/routes.rs`, `web/guard.rs` |
 //! | live control keys, signals | `keys.rs`, `signal.rs` |
@@ -56,14 +62,17 @@
 //! outcome. `main.rs` parses flags, calls in here, prints the error chain and exits.
 
 pub mod cli;
+mod commands;
 pub mod config;
 pub mod engine;
 pub mod failure;
 pub mod http;
 pub mod keys;
+pub mod log;
 pub mod report;
 pub mod runtime;
 pub mod scenario;
+mod session;
 pub mod signal;
 pub mod stats;
 pub mod target;
@@ -78,6 +87,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use config::Plan;
+use log::Level;
 use report::{Reporter, Summary};
 
 /// Exit code when the arguments or configuration are invalid.
@@ -107,6 +117,8 @@ pub struct RunOptions {
     /// The web UI's board (the reporter posts to it) and its commands (stop, edit).
     pub board: Option<Arc<report::board::Board>>,
     pub commands: Option<crossbeam_channel::Receiver<web::Command>>,
+    /// The numbers `/metrics` serves (`--metrics-port`, the web UI).
+    pub metrics: Option<Arc<report::metrics::Metrics>>,
 }
 
 /// Runs `plan` to completion: reporter thread, worker threads, final report.
@@ -123,6 +135,9 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         board.start(&plan);
         reporter = reporter.with_board(board.clone());
     }
+    if let Some(metrics) = &options.metrics {
+        reporter = reporter.with_metrics(metrics.clone());
+    }
     let engine_done = Arc::new(AtomicBool::new(false));
     let reporter_done = engine_done.clone();
     let reporter = std::thread::Builder::new()
@@ -134,7 +149,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
         false => None,
     };
     for line in report::banner(&plan) {
-        report::notice(&line);
+        report::notice(Level::Info, &line);
     }
     let handles = engine::start(engine_run.clone(), snapshot_tx, spare_rxs)?;
     let mut signals_seen = 0;
@@ -144,7 +159,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
             stop_on_signal(signals_seen, &engine_run);
         }
         while let Some(command) = options.commands.as_ref().and_then(|c| c.try_recv().ok()) {
-            steer(command, &engine_run, options.board.as_deref());
+            session::steer(command, &engine_run, options.board.as_deref());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -168,52 +183,39 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Outcome> {
     Ok(Outcome { summary, exit_code })
 }
 
-/// A command of the web UI during a run: stop it, or edit it (users and spawn rate, or the open
-/// model's rate), as the live keys do.
-fn steer(command: web::Command, run: &engine::Run, board: Option<&report::board::Board>) {
-    match command {
-        web::Command::Stop => {
-            run.stop.store(true, Ordering::Relaxed);
-            if let Some(board) = board {
-                board.set_state(report::board::RunState::Stopping);
-            }
-        }
-        web::Command::Swarm(swarm, reply) => {
-            let _ = reply.send(keys::edit(run, swarm.users, swarm.spawn_rate, swarm.rate));
-        }
-    }
-}
-
 /// The first stop signal stops the run gracefully (users finish their task within
 /// `--stop-timeout`), the second at once.
 fn stop_on_signal(count: usize, run: &engine::Run) {
     let grace = run.plan.stop_timeout;
     if count >= 2 {
         run.abort.store(true, Ordering::Relaxed);
-        report::notice("stopping now: requests still in flight are counted as cancelled");
+        report::notice(Level::Info, "stopping now: requests still in flight are counted as cancelled");
     } else if grace.is_zero() {
         run.stop.store(true, Ordering::Relaxed);
-        report::notice("stopping: the final report follows");
+        report::notice(Level::Info, "stopping: the final report follows");
     } else {
         run.stop.store(true, Ordering::Relaxed);
         let users = run.users_running.load(Ordering::Relaxed);
-        report::notice(&format!(
-            "stopping: waiting up to {} for {users} users to finish their task (Ctrl-C again to stop now)",
-            units::HumanDuration(grace)
-        ));
+        report::notice(
+            Level::Info,
+            &format!(
+                "stopping: waiting up to {} for {users} users to finish their task (Ctrl-C again to stop now)",
+                units::HumanDuration(grace)
+            ),
+        );
     }
 }
 
 /// The process exit code a finished run earns (printing why when it could not start).
 fn exit_code(plan: &Plan, summary: &Summary, worker_error: Option<anyhow::Error>) -> i32 {
     if let Some(err) = worker_error {
-        eprintln!("error: {err:#}");
+        report::notice(Level::Error, &format!("error: {err:#}"));
         EXIT_NO_START
     } else if summary.requests > 0 && summary.connect_failures == summary.requests {
-        eprintln!("error: no request could connect (see the error report)");
+        report::notice(Level::Error, "error: no request could connect (see the error report)");
         EXIT_NO_START
     } else if summary.requests == 0 {
-        report::notice(&format!("error: {}", report::nothing_completed(plan, summary)));
+        report::notice(Level::Error, &format!("error: {}", report::nothing_completed(plan, summary)));
         EXIT_NO_START
     } else if summary.thresholds_lost > 0 {
         EXIT_THRESHOLDS
@@ -226,163 +228,57 @@ fn exit_code(plan: &Plan, summary: &Summary, worker_error: Option<anyhow::Error>
 
 /// Dispatches a parsed command line; returns the process exit code.
 pub fn main_with(cli: cli::Cli) -> Result<i32> {
-    match cli.command {
-        Some(cli::Command::Target(args)) => run_target(&args),
-        Some(cli::Command::Demo(args)) => run_demo(&args),
-        None if cli.run.scenario.is_some() => run_scenario(&cli.run),
-        None => {
-            let plan = Plan::from_cli(&cli.run).map_err(usage)?;
-            match wants_ui(&cli.run, &plan) {
-                true => serve_ui(&cli.run, plan),
-                false => run_from_terminal(plan),
-            }
-        }
-    }
-}
-
-/// Whether a run opens the web UI: asked for (`--web`, `--autostart`), or a scenario run with no
-/// bound (no run time, no `--iterations`), unless `--headless`. Bounded scenario runs and quick
-/// mode ran headless before the UI existed and still do.
-fn wants_ui(args: &cli::RunArgs, plan: &Plan) -> bool {
-    if args.headless {
-        return false;
-    }
-    args.web || args.autostart || (args.scenario.is_some() && plan.run_time.is_none() && plan.iterations.is_none())
-}
-
-/// The plan of a run from the command line and, from the web UI's form, what it changed.
-fn plan_with(args: &cli::RunArgs, swarm: &web::Swarm) -> Result<Plan> {
-    let mut args = args.clone();
-    if swarm.rate.is_some() {
-        args.rate = swarm.rate;
-        args.max_users = swarm.users.or(args.max_users);
-        args.users = None;
-    } else if swarm.users.is_some() || swarm.spawn_rate.is_some() {
-        args.rate = None;
-        args.max_users = None;
-        args.users = swarm.users.or(args.users);
-        args.spawn_rate = swarm.spawn_rate.or(args.spawn_rate);
-    }
-    args.run_time = swarm.run_time.or(args.run_time);
-    if let Some(host) = &swarm.host {
-        match args.scenario.is_some() {
-            true => args.host = Some(host.clone()),
-            false => args.url = Some(host.clone()),
-        }
-    }
-    let mut plan = match args.scenario.is_some() {
-        true => scenario_plan(&args)?,
-        false => Plan::from_cli(&args).map_err(usage)?,
+    let args = match cli.command {
+        Some(cli::Command::Target(args)) => return commands::run_target(&args),
+        Some(cli::Command::Demo(args)) => return commands::run_demo(&args),
+        Some(cli::Command::Compare(args)) => return commands::run_compare(&args),
+        None => cli.run,
     };
-    plan.enable_live_control();
-    Ok(plan)
-}
-
-/// The web UI: serves the page and Locust's API, then runs tests as the UI asks (or at once with
-/// `--autostart`), one after another, until Ctrl-C (or `--autoquit` after a run).
-fn serve_ui(args: &cli::RunArgs, plan: Plan) -> Result<i32> {
-    let board = Arc::new(report::board::Board::new(&plan));
-    let (commands, inbox) = crossbeam_channel::unbounded();
-    let server = web::start(web_options(args, &plan)?, board.clone(), commands)?;
-    report::notice(&format!("swarmer: web UI on {} (Ctrl-C to quit)", server.url()));
-    if !server.addr.ip().is_loopback() && args.web_auth.is_none() {
-        report::notice("warning: the web UI listens beyond this machine without --web-auth: anyone who reaches it can start load tests");
+    log::configure(args.loglevel, args.logfile.as_deref()).map_err(|e| {
+        let path = args.logfile.as_deref().unwrap_or(std::path::Path::new("")).display();
+        usage(anyhow::anyhow!("--logfile {path}: {e}"))
+    })?;
+    if args.scenario.is_some() {
+        return run_scenario(&args);
     }
-    signal::install();
-    let mut next = args.autostart.then(|| plan_with(args, &web::Swarm::default())).transpose()?;
-    let mut exit_code = 0;
-    loop {
-        let plan = match next.take() {
-            Some(plan) => plan,
-            None => match wait_for_swarm(args, &inbox, &board) {
-                Some(plan) => plan,
-                None => return Ok(exit_code),
-            },
-        };
-        let options = RunOptions {
-            watch_signals: true,
-            board: Some(board.clone()),
-            commands: Some(inbox.clone()),
-            ..RunOptions::default()
-        };
-        // The page shows the numbers as they come; the terminal gets the final report.
-        let mut plan = plan;
-        plan.output.only_summary = true;
-        exit_code = run_scenario_plan(plan, options)?.exit_code;
-        if let Some(after) = args.autoquit {
-            std::thread::sleep(after);
-            return Ok(exit_code);
-        }
+    let plan = Plan::from_cli(&args).map_err(usage)?;
+    match session::wants_ui(&args, &plan) {
+        true => session::serve_ui(&args, plan),
+        false => run_from_terminal(plan, &args),
     }
 }
 
-/// Waits for the UI's start; `None` on Ctrl-C.
-fn wait_for_swarm(
-    args: &cli::RunArgs,
-    inbox: &crossbeam_channel::Receiver<web::Command>,
-    board: &report::board::Board,
-) -> Option<Plan> {
-    let signals = signal::received();
-    loop {
-        if signal::received() > signals {
-            return None;
-        }
-        match inbox.recv_timeout(Duration::from_millis(50)) {
-            Ok(web::Command::Swarm(swarm, reply)) => match plan_with(args, &swarm) {
-                Ok(plan) => {
-                    let _ = reply.send(Ok("Swarming started".into()));
-                    board.start(&plan);
-                    return Some(plan);
-                }
-                Err(err) => {
-                    let _ = reply.send(Err(format!("{err:#}")));
-                }
-            },
-            Ok(web::Command::Stop) | Err(_) => {}
-        }
+/// `--metrics-port`: the numbers `/metrics` serves, and their server started; `None` without
+/// the flag.
+fn metrics_server(args: &cli::RunArgs) -> Result<Option<Arc<report::metrics::Metrics>>> {
+    let Some(port) = args.metrics_port else {
+        return Ok(None);
+    };
+    let ip: std::net::IpAddr = args
+        .metrics_host
+        .parse()
+        .map_err(|_| usage(anyhow::anyhow!("--metrics-host {}: not an IP address", args.metrics_host)))?;
+    let metrics = Arc::new(report::metrics::Metrics::new());
+    let addr = web::start_metrics((ip, port).into(), metrics.clone()).map_err(usage)?;
+    report::notice(Level::Info, &format!("swarmer: metrics on http://{addr}/metrics"));
+    if !ip.is_loopback() {
+        report::notice(
+            Level::Warning,
+            "warning: --metrics-host listens beyond this machine; the metrics name what is tested",
+        );
     }
-}
-
-/// The web UI's address, credentials, TLS and the form's starting values.
-fn web_options(args: &cli::RunArgs, plan: &Plan) -> Result<web::WebOptions> {
-    let ip: std::net::IpAddr =
-        args.web_host.parse().map_err(|_| usage(anyhow::anyhow!("--web-host {}: not an IP address", args.web_host)))?;
-    if let Some(auth) = &args.web_auth {
-        if !auth.contains(':') {
-            return Err(usage(anyhow::anyhow!("--web-auth {auth:?}: expected USER:PASSWORD")));
-        }
-    }
-    let tls = match (&args.web_tls_cert, &args.web_tls_key) {
-        (Some(cert), Some(key)) => {
-            let read = |path: &std::path::PathBuf| {
-                std::fs::read(path).map_err(|e| usage(anyhow::anyhow!("{}: {e}", path.display())))
-            };
-            Some(tls::server_config(&read(cert)?, &read(key)?, None).map_err(|e| usage(anyhow::anyhow!(e)))?)
-        }
-        _ => None,
-    };
-    let host = match args.scenario.is_some() {
-        true => args.host.clone().unwrap_or_default(),
-        false => args.url.clone().or(args.host.clone()).unwrap_or_default(),
-    };
-    let form = web::FormDefaults {
-        users: plan.users,
-        spawn_rate: plan.spawn_rate,
-        rate: plan.rate,
-        host,
-        run_time: plan.run_time,
-    };
-    Ok(web::WebOptions { addr: (ip, args.web_port).into(), auth: args.web_auth.clone(), tls, form })
+    Ok(Some(metrics))
 }
 
 /// Runs a plan from the command line: live keys when stdin is a terminal, Ctrl-C stops it
 /// gracefully, `setup`/`teardown` around it.
-fn run_from_terminal(mut plan: Plan) -> Result<i32> {
+fn run_from_terminal(mut plan: Plan, args: &cli::RunArgs) -> Result<i32> {
     if keys::stdin_is_terminal() {
         plan.enable_live_control();
     }
+    let metrics = metrics_server(args)?;
     signal::install();
-    let options = RunOptions { watch_signals: true, keys: plan.live_control, ..RunOptions::default() };
+    let options = RunOptions { watch_signals: true, keys: plan.live_control, metrics, ..RunOptions::default() };
     Ok(run_scenario_plan(plan, options)?.exit_code)
 }
 
@@ -428,9 +324,9 @@ fn run_scenario(args: &cli::RunArgs) -> Result<i32> {
         print!("{}", report::task_ratios(&plan));
         return Ok(0);
     }
-    match wants_ui(args, &plan) {
-        true => serve_ui(args, plan),
-        false => run_from_terminal(plan),
+    match session::wants_ui(args, &plan) {
+        true => session::serve_ui(args, plan),
+        false => run_from_terminal(plan, args),
     }
 }
 
@@ -452,7 +348,7 @@ pub fn run_scenario_plan(mut plan: Plan, options: RunOptions) -> Result<Outcome>
     if let Some(fixture_plan) = fixture_plan {
         let vars = fixture_plan.vars.initial.clone();
         if let Err(err) = engine::run_fixture(fixture_plan, &teardown, vars) {
-            eprintln!("error: teardown failed: {err:#}");
+            report::notice(Level::Error, &format!("error: teardown failed: {err:#}"));
             if outcome.exit_code == 0 {
                 outcome.exit_code = exit_code_on_error;
             }
@@ -484,61 +380,4 @@ pub fn exit_code_of(err: &anyhow::Error) -> i32 {
     } else {
         EXIT_NO_START
     }
-}
-
-fn run_target(args: &cli::TargetArgs) -> Result<i32> {
-    let ip: std::net::IpAddr =
-        args.bind.parse().map_err(|_| usage(anyhow::anyhow!("--bind {}: not an IP address", args.bind)))?;
-    let cpus = config::resolve_workers(Some(args.threads), args.cpus.as_deref()).map_err(usage)?;
-    let cpus = if args.cpus.is_some() { cpus } else { vec![None; args.threads] };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let read = |path: &std::path::PathBuf| {
-                std::fs::read(path).map_err(|e| usage(anyhow::anyhow!("{}: {e}", path.display())))
-            };
-            Some(tls::server_config(&read(cert)?, &read(key)?, None).map_err(|e| usage(anyhow::anyhow!(e)))?)
-        }
-        _ if args.tls => Some(
-            tls::server_config(target::TEST_CERT_PEM, target::TEST_KEY_PEM, None).map_err(|e| anyhow::anyhow!(e))?,
-        ),
-        _ => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let server =
-        target::start_with((ip, args.port).into(), args.threads, &cpus, tls, args.reuse_port).map_err(|e| {
-            if e.downcast_ref::<target::PortInUse>().is_some() {
-                usage(e)
-            } else {
-                e
-            }
-        })?;
-    // One line, flushed: scripts read it to learn the port.
-    println!(
-        "swarmer target listening on {scheme}://{} ({} thread(s)); endpoints: / /bytes/N /chunked/N /delay/D /status/C /close",
-        server.addr, args.threads
-    );
-    loop {
-        std::thread::park();
-    }
-}
-
-fn run_demo(args: &cli::DemoArgs) -> Result<i32> {
-    let server = target::start(([127, 0, 0, 1], 0).into(), 1, &[None])?;
-    let url = http::Url::parse(&format!("http://{}/", server.addr)).map_err(anyhow::Error::msg)?;
-    println!(
-        "swarmer demo: built-in target on http://{}, {} users for {}\n",
-        server.addr,
-        args.users,
-        units::HumanDuration(args.run_time)
-    );
-    let workers = config::resolve_workers(None, None)?;
-    let mut plan = Plan::quick(&url, server.addr, None, Duration::from_secs(10), 1, workers);
-    plan.users = args.users;
-    plan.spawn_rate = args.users as f64;
-    plan.run_time = Some(args.run_time);
-    plan.output.csv_prefix = args.csv.clone();
-    signal::install();
-    let outcome = run(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?;
-    println!("target served {} responses", server.served());
-    Ok(outcome.exit_code)
 }

@@ -1,5 +1,5 @@
 //! Units people type and read: durations (`250ms`, `10s`, `1h30m`, bare number = seconds) and
-//! counts with SI suffixes (`5k`, `1.5M`). A leaf: used by `cli`, later by `scenario`.
+//! counts with SI suffixes (`5k`, `1.5M`), UTC dates. A leaf.
 
 use std::fmt;
 use std::time::Duration;
@@ -108,9 +108,39 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// The UTC calendar date and time of Unix seconds: [year, month, day, hour, minute, second]
+/// (civil-from-days, proleptic Gregorian).
+pub fn utc_civil(unix: u64) -> [u64; 6] {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    [year as u64, month as u64, day as u64, secs / 3600, secs / 60 % 60, secs % 60]
+}
+
+/// UTC `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds.
+pub fn utc_timestamp(unix: u64) -> String {
+    let [year, month, day, hour, minute, second] = utc_civil(unix);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(1_795_747_025), "2026-11-27T02:37:05Z");
+    }
 
     #[test]
     fn durations() {

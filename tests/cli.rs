@@ -280,10 +280,11 @@ fn thresholds_pass_fail_abort_and_exit_codes() {
     assert_eq!(code, 1, "{stdout}");
     // Lost for good during the run: --abort-on-threshold stops it long before -t.
     let started = Instant::now();
-    let (code, stdout, _) = with(&["-t", "30s", "--threshold", "failures<5", "--abort-on-threshold", &failing]);
+    let (code, stdout, stderr) = with(&["-t", "30s", "--threshold", "failures<5", "--abort-on-threshold", &failing]);
     assert_eq!(code, 99, "{stdout}");
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
-    assert!(stdout.contains("Threshold lost: failures<5"), "{stdout}");
+    assert!(stderr.contains("Threshold lost: failures<5"), "a warning, on stderr: {stderr}");
+    assert!(stdout.contains("FAIL  failures<5"), "{stdout}");
     // A threshold on an endpoint the run does not have: refused before the run.
     let (code, _, stderr) = with(&["-t", "1s", "--threshold", "GET /nope p99<1s", &url]);
     assert_eq!(code, 2, "{stderr}");

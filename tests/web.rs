@@ -2,7 +2,7 @@
 //! `/stats/requests` with Locust's keys (compared with a real Locust 2.47 answer kept in
 //! `tests/web/locust_stats_requests.json`) and numbers equal to the CSV's, `POST /swarm` with
 //! good and bad input, an edit of the running test, reset, stop, the event stream, HTTP Basic
-//! credentials, and cross-site requests refused. The page itself is driven by a real browser
+//! credentials, cross-site requests refused, and `/metrics` across a reset. The page itself is driven by a real browser
 //! in `tests/browser.rs`.
 
 mod common;
@@ -132,6 +132,15 @@ fn locust_api_start_edit_reset_stop_and_the_csv_agree() {
     let before = aggregated(&stats(&ui))["num_requests"].as_u64().unwrap();
     assert_eq!(request(ui.port, "POST", "/stats/reset", &[], "").0, 200);
     wait_for(&ui, "a reset", |v| aggregated(v)["num_requests"].as_u64().unwrap() < before);
+    // The UI's /metrics: its counters do not go back with the reset (Prometheus counters).
+    let (status, metrics) = request(ui.port, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200, "{metrics}");
+    let total: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("swarmer_requests_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(total >= before, "{total} < {before}: {metrics}");
     // Stop; then the JSON's numbers are the CSV's.
     assert_eq!(request(ui.port, "POST", "/stop", &[], "").0, 200);
     let stopped = wait_for(&ui, "the stop", |v| v["state"] == "stopped");

@@ -77,6 +77,9 @@ impl Plan {
         self.output.exit_code_on_error = args.exit_code_on_error;
         self.output.abort_on_threshold = args.abort_on_threshold;
         self.output.html = args.html.clone();
+        self.output.json_stdout = args.json;
+        self.output.json_file = args.json_file.clone();
+        self.output.hdr_log = args.hdr_log.clone();
         for text in &args.threshold {
             self.thresholds.push(Threshold::parse(text).map_err(|e| anyhow::anyhow!("--threshold {e}"))?);
         }
@@ -237,6 +240,9 @@ impl Plan {
                 print_every: Duration::from_secs(2),
                 abort_on_threshold: false,
                 html: None,
+                json_stdout: false,
+                json_file: None,
+                hdr_log: None,
             },
         }
     }

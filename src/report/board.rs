@@ -298,13 +298,14 @@ struct Update<'a> {
 
 impl Meta {
     fn of(plan: &Plan) -> Meta {
+        let machine = super::machine::Machine::this();
         Meta {
             version: env!("CARGO_PKG_VERSION"),
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
             origin: plan.origin.clone(),
-            hostname: uname_field(|u| &u.nodename),
-            kernel: format!("{} {}", uname_field(|u| &u.sysname), uname_field(|u| &u.release)),
-            cpu_model: cpu_model(),
+            hostname: machine.hostname,
+            kernel: machine.kernel,
+            cpu_model: machine.cpu_model,
             threads: plan.workers.len(),
             driver: String::new(),
             users: plan.users,
@@ -320,23 +321,6 @@ impl Meta {
 
 fn as_text<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&value.to_string())
-}
-
-/// A field of uname(2), as text.
-fn uname_field(field: fn(&libc::utsname) -> &[libc::c_char; 65]) -> String {
-    // SAFETY: uname fills a plain struct we own; its fields are NUL-terminated.
-    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut name) } != 0 {
-        return String::new();
-    }
-    let bytes: Vec<u8> = field(&name).iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn cpu_model() -> String {
-    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let line = text.lines().find(|l| l.starts_with("model name")).unwrap_or("");
-    line.split_once(':').map_or("", |(_, model)| model.trim()).to_string()
 }
 
 /// Milliseconds from µs, for the rows.

@@ -9,10 +9,12 @@
 //! layout (unless `COLUMNS` says otherwise), so scripts that read it see what Locust prints.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::format::{console_ms, PERCENTILES, PERCENTILE_TITLES};
 use super::{Results, Row, Table};
 use crate::config::Plan;
+use crate::log::{self, Level};
 use crate::stats::{AbortCount, EndpointStats};
 
 const TYPE_WIDTH: usize = 8;
@@ -378,9 +380,19 @@ fn counted_report<'a>(
     lines
 }
 
+/// Whether the tables go to standard error (`--json` keeps standard output for the JSON).
+static TABLES_TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Sends the tables to standard error (`true`) or standard output.
+pub fn tables_to_stderr(yes: bool) {
+    TABLES_TO_STDERR.store(yes, Ordering::Relaxed);
+}
+
 pub(super) fn emit(lines: &[String]) {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out: Box<dyn Write> = match TABLES_TO_STDERR.load(Ordering::Relaxed) {
+        true => Box::new(std::io::stderr().lock()),
+        false => Box::new(std::io::stdout().lock()),
+    };
     for line in lines {
         let _ = writeln!(out, "{}", line.trim_end());
     }
@@ -453,13 +465,23 @@ pub fn print_final(results: &Results) {
     emit(&wrapped(super::status::notes(results), width));
 }
 
-/// A message for the person watching (stderr): banners, the first of each error, stopping;
-/// wrapped to the terminal.
-pub fn notice(text: &str) {
+/// A message for the person watching: banners, the first of each error, stopping. On standard
+/// error wrapped to the terminal, or in the `--logfile`; nothing below `--loglevel`.
+pub fn notice(level: Level, text: &str) {
+    if !log::enabled(level) || log::to_file(level, text) {
+        return;
+    }
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
     for line in wrapped(vec![text.to_string()], Width::of(libc::STDERR_FILENO)) {
         let _ = writeln!(err, "{line}");
+    }
+}
+
+/// A message for the `--logfile` alone (what the console already shows another way).
+pub fn log_only(level: Level, text: &str) {
+    if log::enabled(level) {
+        log::to_file(level, text);
     }
 }
 

@@ -6,15 +6,21 @@
 //! (k+1)·tick), and interval k is processed only once every worker has sent it (or finished).
 
 pub mod board;
+pub mod compare;
 mod console;
 mod csv;
 mod format;
+mod hdrlog;
 mod html;
+pub mod json;
+mod machine;
+pub mod metrics;
 mod ratios;
 mod status;
 mod thresholds;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +30,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Plan;
 use crate::failure::{Failure, FailureKind};
+use crate::log::Level;
 use crate::stats::{add_abort, AbortCount, Arrivals, EndpointStats, Snapshot};
 
 pub use console::notice;
@@ -126,8 +133,8 @@ struct Interval {
     users: u64,
     /// The most users at once during the interval (summed over workers: an upper bound).
     peak_users: u64,
-    /// Open model: starts begun (due and not dropped) in the interval.
-    starts: u64,
+    /// Open model: starts due, late and dropped in the interval.
+    arrivals: [u64; 3],
     /// A worker's last snapshot is in it: the run ended inside this interval.
     partial: bool,
     /// Seconds covered: one tick, or less for the interval the run ended in.
@@ -170,6 +177,12 @@ pub struct Reporter {
     last_history: Option<u64>,
     /// The board the web UI and the HTML report read, when there is one.
     board: Option<Arc<board::Board>>,
+    /// `--hdr-log`.
+    hdr_log: Option<hdrlog::HdrLog>,
+    /// `--json`: per-second counts for Locust's JSON.
+    per_second: Option<json::PerSecond>,
+    /// `--metrics-port`, the web UI's `/metrics`.
+    metrics: Option<Arc<metrics::Metrics>>,
 }
 
 impl Reporter {
@@ -183,6 +196,13 @@ impl Reporter {
         };
         // The HTML report is drawn from a board, with or without the web UI.
         let board = plan.output.html.is_some().then(|| Arc::new(board::Board::new(&plan)));
+        let hdr_log = match &plan.output.hdr_log {
+            Some(path) => Some(hdrlog::HdrLog::create(path, &plan, start_unix)?),
+            None => None,
+        };
+        let per_second = plan.output.json_stdout.then(|| json::PerSecond::new(plan.endpoints.len()));
+        // With --json, standard output carries the JSON alone.
+        console::tables_to_stderr(plan.output.json_stdout);
         Ok(Reporter {
             plan,
             start,
@@ -206,12 +226,21 @@ impl Reporter {
             errors_seen: HashSet::new(),
             last_history: None,
             board,
+            hdr_log,
+            per_second,
+            metrics: None,
         })
     }
 
     /// Posts every tick to `board` (the web UI, the HTML report).
     pub fn with_board(mut self, board: Arc<board::Board>) -> Reporter {
         self.board = Some(board);
+        self
+    }
+
+    /// Adds every tick to `metrics` (`--metrics-port`, the web UI's `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<metrics::Metrics>) -> Reporter {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -256,7 +285,7 @@ impl Reporter {
             endpoints: (0..endpoints).map(|_| EndpointStats::new(max_us)).collect(),
             users: 0,
             peak_users: 0,
-            starts: 0,
+            arrivals: [0; 3],
             partial: false,
             secs: 0.0,
         });
@@ -265,7 +294,10 @@ impl Reporter {
         }
         interval.users += snapshot.users;
         interval.peak_users += snapshot.peak_users;
-        interval.starts += snapshot.arrivals.scheduled - snapshot.arrivals.dropped;
+        let a = &snapshot.arrivals;
+        for (total, add) in interval.arrivals.iter_mut().zip([a.scheduled, a.late, a.dropped]) {
+            *total += add;
+        }
         for abort in &snapshot.aborts {
             add_abort(&mut self.aborts, abort.path, &abort.reason, abort.count);
         }
@@ -308,6 +340,13 @@ impl Reporter {
         let partial = interval.partial;
         let end_secs = begin_secs + interval.secs;
         self.announce(begin_secs, end_secs, &interval);
+        let all = Table::new(&self.plan, &interval.endpoints, false).aggregated;
+        if let Some(log) = &mut self.hdr_log {
+            log.write(begin_secs, interval.secs, &interval.endpoints, &all)?;
+        }
+        if let Some(per_second) = &mut self.per_second {
+            per_second.add(self.start_unix + begin_secs, self.start_unix + end_secs, &interval.endpoints);
+        }
         for (total, part) in self.totals.iter_mut().zip(&interval.endpoints) {
             total.merge(part);
         }
@@ -318,7 +357,7 @@ impl Reporter {
         self.users.peak = self.users.peak.max(interval.users).max(interval.peak_users);
         // A run's last second may be a sliver: the charts leave it out (the tables have it).
         let charted = !partial || interval.secs >= 0.5 * tick;
-        let point = (self.board.is_some() && charted).then(|| self.point(&interval, end_secs));
+        let point = (self.board.is_some() && charted).then(|| self.point(&interval, &all, end_secs));
         self.window.push_back(interval);
         if self.window.len() > WINDOW_TICKS {
             self.window.pop_front();
@@ -351,6 +390,18 @@ impl Reporter {
             let lines = records.iter().map(|r| board::csv_text(|out| Ok(out.write_record(r)?))).collect();
             board.change(|b| b.tick(&results, (&current, window_secs), point, lines));
         }
+        if let Some(metrics) = &self.metrics {
+            let interval = self.window.back().expect("the interval was just pushed");
+            metrics.add(&metrics::Tick {
+                plan: &plan,
+                interval: &interval.endpoints,
+                window: &window,
+                window_secs,
+                users: self.users.last,
+                starts: interval.arrivals,
+                target_rate: self.target_rate(end_secs - interval.secs / 2.0),
+            });
+        }
         let every = (plan.output.print_every.as_secs_f64() / plan.tick.as_secs_f64()).round().max(1.0) as u64;
         // The interval the run ended in is followed at once by the final table.
         if !plan.output.only_summary && !partial && (seq + 1).is_multiple_of(every) {
@@ -364,18 +415,14 @@ impl Reporter {
     }
 
     /// The second that ended `end_secs` into the run, as a point of the charts.
-    fn point(&self, interval: &Interval, end_secs: f64) -> board::Point {
-        let merged = Table::new(&self.plan, &interval.endpoints, false).aggregated;
+    fn point(&self, interval: &Interval, merged: &EndpointStats, end_secs: f64) -> board::Point {
         let time = (self.start_unix + end_secs) as u64;
-        let mut point = board::point(time, interval.users, &merged, interval.secs);
-        if let Some(rate) = self.plan.rate {
-            let mid = end_secs - interval.secs / 2.0;
-            let run_time = self.plan.run_time.unwrap_or(std::time::Duration::from_secs(3600));
-            let target_rate = self.plan.shape.as_ref().map_or(rate, |s| s.level_at(mid, run_time, rate));
+        let mut point = board::point(time, interval.users, merged, interval.secs);
+        if let Some(target_rate) = self.target_rate(end_secs - interval.secs / 2.0) {
             let service = |q: f64| merged.service_quantile_us(q) as f64 / 1000.0;
             point.open = Some(board::OpenPoint {
                 target_rate,
-                started: (interval.starts as f64) / interval.secs.max(1e-3),
+                started: ((interval.arrivals[0] - interval.arrivals[2]) as f64) / interval.secs.max(1e-3),
                 service_p50: service(0.5),
                 service_p99: service(0.99),
             });
@@ -383,37 +430,35 @@ impl Reporter {
         point
     }
 
+    /// Open model: the start rate wanted `secs` into the run (the shape's level, or `--rate`).
+    fn target_rate(&self, secs: f64) -> Option<f64> {
+        let rate = self.plan.rate?;
+        let run_time = self.plan.run_time.unwrap_or(std::time::Duration::from_secs(3600));
+        Some(self.plan.shape.as_ref().map_or(rate, |s| s.level_at(secs, run_time, rate)))
+    }
+
     /// What interval [`begin_secs`, `end_secs`) brings that is worth saying as it happens: the
     /// ramp complete (and, with `--reset-stats`, the statistics reset), new kinds of error.
     fn announce(&mut self, begin_secs: f64, end_secs: f64, interval: &Interval) {
-        let plan = &self.plan;
+        let plan = self.plan.clone();
         let ramped = plan.rate.is_none() && plan.shape.is_none();
         let last_start = plan.start_offset(plan.users.saturating_sub(1)).as_secs_f64();
         if ramped && !self.all_started && last_start < end_secs {
             self.all_started = true;
-            console::notice(&status::all_started(plan, last_start));
+            console::notice(Level::Info, &status::all_started(&plan, last_start));
         }
         // The web UI's reset: the whole-run numbers start again with this interval.
         if self.board.as_ref().is_some_and(|b| b.reset_requested.swap(false, Ordering::Relaxed)) {
-            self.origin_secs = begin_secs;
-            self.totals.iter_mut().for_each(EndpointStats::reset);
-            self.aborts.clear();
-            self.skips.clear();
-            self.arrivals.reset();
-            self.reset_done = true;
+            self.reset_totals(begin_secs);
         }
         // --reset-stats: whole-run numbers start again with the first interval that begins
         // after the last user started (intervals are exact, so nothing is split).
         if plan.reset_stats && !self.reset_done && begin_secs >= last_start {
-            self.reset_done = true;
-            self.origin_secs = begin_secs;
-            self.totals.iter_mut().for_each(EndpointStats::reset);
-            self.aborts.clear();
-            self.skips.clear();
-            self.arrivals.reset();
-            console::notice(&format!(
-                "Statistics reset at {begin_secs:.1}s, every user having started (--reset-stats)"
-            ));
+            self.reset_totals(begin_secs);
+            console::notice(
+                Level::Info,
+                &format!("Statistics reset at {begin_secs:.1}s, every user having started (--reset-stats)"),
+            );
         }
         for (endpoint, stats) in interval.endpoints.iter().enumerate() {
             for error in &stats.errors {
@@ -421,11 +466,24 @@ impl Reporter {
                 {
                     let line = match self.errors_seen.len() > MAX_ANNOUNCED_ERRORS {
                         true => "more kinds of error follow in the final error report".to_string(),
-                        false => status::first_error(plan, endpoint, error.failure, end_secs),
+                        false => status::first_error(&plan, endpoint, error.failure, end_secs),
                     };
-                    console::notice(&line);
+                    console::notice(Level::Warning, &line);
                 }
             }
+        }
+    }
+
+    /// The whole-run numbers start again with the interval that begins at `begin_secs`.
+    fn reset_totals(&mut self, begin_secs: f64) {
+        self.reset_done = true;
+        self.origin_secs = begin_secs;
+        self.totals.iter_mut().for_each(EndpointStats::reset);
+        self.aborts.clear();
+        self.skips.clear();
+        self.arrivals.reset();
+        if let Some(per_second) = &mut self.per_second {
+            per_second.reset();
         }
     }
 
@@ -436,9 +494,12 @@ impl Reporter {
         }
         if let Some(lost) = thresholds::lost_for_good(&self.plan, &self.totals) {
             let measured = lost.measured.map(|m| lost.threshold.show(m)).unwrap_or_default();
-            println!(
-                "Threshold lost: {} (measured {measured}); stopping the run (--abort-on-threshold)\n",
-                lost.threshold
+            console::notice(
+                Level::Warning,
+                &format!(
+                    "Threshold lost: {} (measured {measured}); stopping the run (--abort-on-threshold)",
+                    lost.threshold
+                ),
             );
             self.stop.store(true, Ordering::Relaxed);
         }
@@ -474,6 +535,33 @@ impl Reporter {
         merged
     }
 
+    /// What the run leaves besides the console and the CSV files: the board's last state and
+    /// the HTML report, the JSON summary, Locust's JSON on stdout, thresholds lost in the log.
+    fn write_final(&self, results: &Results, verdicts: &[thresholds::Verdict], elapsed: Duration) -> Result<()> {
+        let plan = results.plan;
+        for lost in verdicts.iter().filter(|v| !v.pass) {
+            let measured = lost.measured.map_or("nothing".into(), |m| lost.threshold.show(m));
+            console::log_only(Level::Warning, &format!("threshold lost: {} (measured {measured})", lost.threshold));
+        }
+        if let Some(board) = &self.board {
+            board.change(|b| b.finish(results, verdicts));
+            if let Some(path) = &plan.output.html {
+                std::fs::write(path, html::render(&board.read()))
+                    .with_context(|| format!("--html: cannot write {}", path.display()))?;
+            }
+        }
+        if let Some(path) = &plan.output.json_file {
+            let span = json::Span { start: self.start_unix, end: self.start_unix + elapsed.as_secs_f64() };
+            json::write_summary(path, &json::summary(results, verdicts, span))?;
+        }
+        if let Some(per_second) = &self.per_second {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", json::locust(results, per_second)).context("--json: cannot write to stdout")?;
+            out.flush().context("--json: cannot write to stdout")?;
+        }
+        Ok(())
+    }
+
     fn finish(mut self, elapsed: Duration) -> Result<Summary> {
         let plan = self.plan.clone();
         let mut csv = self.csv.take();
@@ -487,13 +575,7 @@ impl Reporter {
         if !verdicts.is_empty() {
             console::print_lines(thresholds::lines(&verdicts));
         }
-        if let Some(board) = &self.board {
-            board.change(|b| b.finish(&results, &verdicts));
-            if let Some(path) = &plan.output.html {
-                std::fs::write(path, html::render(&board.read()))
-                    .with_context(|| format!("--html: cannot write {}", path.display()))?;
-            }
-        }
+        self.write_final(&results, &verdicts, elapsed)?;
         drop(results);
         let mut summary = Summary { elapsed, users: self.users, ..Summary::default() };
         summary.thresholds_lost = verdicts.iter().filter(|v| !v.pass).count();

@@ -156,17 +156,8 @@ fn summary_line(results: &Results) -> String {
 /// wrk's split of failures: connection-level errors apart from the server's answers.
 fn failures_by_kind(results: &Results) -> Option<String> {
     let mut counts = [0u64; 7];
-    let kinds = [
-        FailureKind::Connect,
-        FailureKind::Read,
-        FailureKind::Write,
-        FailureKind::Timeout,
-        FailureKind::Status,
-        FailureKind::Parse,
-        FailureKind::Check,
-    ];
     for error in results.endpoints.iter().flat_map(|e| &e.errors) {
-        let index = kinds.iter().position(|k| *k == error.failure.kind()).expect("every kind listed");
+        let index = FailureKind::ALL.iter().position(|k| *k == error.failure.kind()).expect("every kind listed");
         counts[index] += error.count;
     }
     if counts.iter().all(|c| *c == 0) {

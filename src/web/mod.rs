@@ -19,7 +19,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 
+use crate::log::Level;
 use crate::report::board::Board;
+use crate::report::metrics::Metrics;
 
 /// How the server is reached and who may use it.
 #[derive(Clone)]
@@ -74,27 +76,59 @@ impl WebServer {
     }
 }
 
-/// Binds `options.addr` (errors here, before any thread) and serves on a thread of its own.
-pub fn start(options: WebOptions, board: Arc<Board>, commands: Sender<Command>) -> Result<WebServer> {
-    let listener = std::net::TcpListener::bind(options.addr)
-        .with_context(|| format!("--web-port: cannot listen on {}", options.addr))?;
-    listener.set_nonblocking(true)?;
+/// Binds `options.addr` (errors here, before any thread) and serves the UI, and `metrics` at
+/// `/metrics`, on a thread of its own.
+pub fn start(
+    options: WebOptions,
+    board: Arc<Board>,
+    metrics: Arc<Metrics>,
+    commands: Sender<Command>,
+) -> Result<WebServer> {
+    let listener = bind(options.addr, "--web-port")?;
     let addr = listener.local_addr()?;
     let server = WebServer { addr, https: options.tls.is_some() };
-    let context = Arc::new(routes::Context::new(options, board, commands));
+    let tls = options.tls.clone();
+    let context = Arc::new(routes::Context::new(options, board, metrics, commands));
+    spawn("swarmer-web", "web UI", listener, tls, context, routes::ui)?;
+    Ok(server)
+}
+
+/// `--metrics-port`: serves `metrics` at `http://addr/metrics` on a thread of its own.
+pub fn start_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr> {
+    let listener = bind(addr, "--metrics-port")?;
+    let addr = listener.local_addr()?;
+    spawn("swarmer-metrics", "metrics", listener, None, metrics, routes::metrics_only)?;
+    Ok(addr)
+}
+
+fn bind(addr: SocketAddr, flag: &str) -> Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("{flag}: cannot listen on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// A server thread: a tokio current-thread runtime serving `listener` with `handler`.
+fn spawn<C: Send + Sync + 'static>(
+    thread: &str,
+    what: &'static str,
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    context: Arc<C>,
+    handler: routes::Handler<C>,
+) -> Result<()> {
     std::thread::Builder::new()
-        .name("swarmer-web".into())
+        .name(thread.into())
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime {
                 Ok(runtime) => {
-                    if let Err(err) = runtime.block_on(routes::serve(listener, context)) {
-                        crate::report::notice(&format!("web UI: {err:#}"));
+                    if let Err(err) = runtime.block_on(routes::serve(listener, tls, context, handler)) {
+                        crate::report::notice(Level::Error, &format!("{what}: {err:#}"));
                     }
                 }
-                Err(err) => crate::report::notice(&format!("web UI: cannot start its runtime: {err}")),
+                Err(err) => crate::report::notice(Level::Error, &format!("{what}: cannot start its runtime: {err}")),
             }
         })
-        .context("cannot start the web UI's thread")?;
-    Ok(server)
+        .with_context(|| format!("cannot start the {what} server's thread"))?;
+    Ok(())
 }

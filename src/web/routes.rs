@@ -1,8 +1,10 @@
 //! The routes: the page, Locust's HTTP API (`POST /swarm`, `/stop`, `/stats/reset`,
 //! `/stats/requests`, the CSV downloads, `/stats/report`), and the page's event stream
-//! (`/events`, Server-Sent Events once a second; `/stats/board` for polling).
+//! (`/events`, Server-Sent Events once a second; `/stats/board` for polling), and `/metrics`
+//! (OpenMetrics), which `--metrics-port` serves alone.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use serde_json::{json, Value};
 
 use super::{guard, Command, Swarm, WebOptions};
 use crate::report::board::{Board, BoardState};
+use crate::report::metrics::{self, Metrics};
 
 /// The largest form the server reads.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -31,22 +34,31 @@ type Reply = Response<BoxBody<Bytes, Infallible>>;
 pub struct Context {
     options: WebOptions,
     board: Arc<Board>,
+    metrics: Arc<Metrics>,
     commands: Sender<Command>,
     /// The page's token for state-changing requests (see `guard`).
     token: String,
 }
 
 impl Context {
-    pub fn new(options: WebOptions, board: Arc<Board>, commands: Sender<Command>) -> Context {
+    pub fn new(options: WebOptions, board: Arc<Board>, metrics: Arc<Metrics>, commands: Sender<Command>) -> Context {
         let token = format!("{:032x}", rand::random::<u128>());
-        Context { options, board, commands, token }
+        Context { options, board, metrics, commands, token }
     }
 }
 
+/// A server's request handler: a request and its context to the reply.
+pub type Handler<C> = fn(Request<Incoming>, Arc<C>) -> Pin<Box<dyn Future<Output = Reply> + Send>>;
+
 /// Accepts connections until the process ends, each served on a task of this thread.
-pub async fn serve(listener: std::net::TcpListener, context: Arc<Context>) -> Result<()> {
+pub async fn serve<C: Send + Sync + 'static>(
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    context: Arc<C>,
+    handler: Handler<C>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let acceptor = context.options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -56,7 +68,7 @@ pub async fn serve(listener: std::net::TcpListener, context: Arc<Context>) -> Re
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let context = context.clone();
-                async move { Ok::<_, Infallible>(handle(request, &context).await) }
+                async move { Ok::<_, Infallible>(handler(request, context).await) }
             });
             let http = hyper::server::conn::http1::Builder::new();
             match acceptor {
@@ -71,6 +83,28 @@ pub async fn serve(listener: std::net::TcpListener, context: Arc<Context>) -> Re
             }
         });
     }
+}
+
+/// The web UI's handler.
+pub fn ui(request: Request<Incoming>, context: Arc<Context>) -> Pin<Box<dyn Future<Output = Reply> + Send>> {
+    Box::pin(async move { handle(request, &context).await })
+}
+
+/// `--metrics-port`'s handler: `/metrics` alone.
+pub fn metrics_only(request: Request<Incoming>, metrics: Arc<Metrics>) -> Pin<Box<dyn Future<Output = Reply> + Send>> {
+    let reply = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => metrics_reply(&request, &metrics),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found; the metrics are at /metrics".into()),
+    };
+    Box::pin(async move { reply })
+}
+
+/// `/metrics`: OpenMetrics when the scraper asks for it (Prometheus does), else the 0.0.4 text.
+fn metrics_reply(request: &Request<Incoming>, metrics: &Metrics) -> Reply {
+    let accept = request.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = metrics::wants_openmetrics(accept);
+    let content_type = if openmetrics { metrics::OPENMETRICS_TYPE } else { metrics::PROMETHEUS_TYPE };
+    text(StatusCode::OK, content_type, metrics.render(openmetrics))
 }
 
 async fn handle(request: Request<Incoming>, context: &Context) -> Reply {
@@ -89,6 +123,7 @@ async fn handle(request: Request<Incoming>, context: &Context) -> Reply {
     match (request.method().clone(), request.uri().path()) {
         (Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", page(context)),
         (Method::GET, "/events") => events(context),
+        (Method::GET, "/metrics") => metrics_reply(&request, &context.metrics),
         (Method::GET, "/stats/board") => {
             json_reply(StatusCode::OK, serde_json::to_value(context.board.read()).unwrap_or_default())
         }
