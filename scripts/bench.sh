@@ -19,6 +19,9 @@
 #   scripts/bench.sh web        # the web UI's cost: requests per generator CPU-second with the
 #                               # UI serving an open page's event stream vs headless, and the web
 #                               # thread's own CPU
+#   scripts/bench.sh outputs    # the machine-readable outputs' cost: requests per generator
+#                               # CPU-second with --json-file, --hdr-log, --csv and /metrics
+#                               # scraped every second vs none, alternating
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
 #                               # (benches/floor.rs), alternating; with BASELINE=PATH, also
@@ -202,6 +205,52 @@ LUA
       hz=$(getconf CLK_TCK)
       awk -v d="$DURATION" -v hz="$hz" '$1 == "ui" {printf "web thread: %.2f%% of one core over the run, %d events sent\n", 100 * $5 / hz / d, $6}' "$WORK/web.txt"
       echo
+      ;;
+    outputs)
+      # The outputs' cost: the same run with none and with all of them (the JSON summary, the
+      # HDR log, the CSV files, and /metrics scraped every second by a client on the target's
+      # CPU, as Prometheus would), alternating. Everything swarmer does for them (the reporter
+      # thread's encoding and writing, the metrics server) runs on the generator's CPU.
+      start_target 18099
+      URL=http://127.0.0.1:18099/
+      COMMON=(--threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary)
+      ALL=(--json-file "$WORK/run.json" --hdr-log "$WORK/run.hlog" --csv "$WORK/run" --metrics-port 18100)
+      : >"$WORK/outputs.txt"
+      # The CPU ticks of the threads that serve the outputs (reporter, metrics server), read from
+      # /proc just before the run ends.
+      threads() {
+        ( sleep "$(awk -v d="$DURATION" 'BEGIN {print d - 0.3}')"; pid=$(pgrep -f "^$SWARMER --threads 1 --cpus $GEN_CPU -u" | head -1)
+          for task in /proc/"$pid"/task/*; do
+            case "$(cat "$task/comm")" in swarmer-reporte|swarmer-metrics) awk '{s += $14 + $15} END {printf "%d ", s}' "$task/stat" ;; esac
+          done >"$WORK/threads.txt" ) &
+        reader=$!
+      }
+      for i in $(seq "$RUNS"); do
+        threads
+        r=$(measure "$SWARMER" "${COMMON[@]}" "$URL"); wait "$reader"
+        echo "none $r $(cat "$WORK/threads.txt")" >>"$WORK/outputs.txt"
+        ( sleep 0.5; for s in $(seq $((DURATION - 1))); do
+            taskset -c "$TARGET_CPU" curl -s -H 'Accept: application/openmetrics-text' \
+              http://127.0.0.1:18100/metrics >>"$WORK/scrapes.txt" || true; sleep 1; done ) &
+        scraper=$!
+        threads
+        r=$(measure "$SWARMER" "${COMMON[@]}" "${ALL[@]}" "$URL")
+        wait "$scraper" "$reader"
+        echo "all $r $(cat "$WORK/threads.txt")" >>"$WORK/outputs.txt"
+      done
+      echo "== outputs' cost, $CONNS connections ($RUNS alternating runs of ${DURATION}s; generator on CPU $GEN_CPU)"
+      for variant in none all; do
+        cps=$(awk -v v=$variant '$1 == v {print $2 / $3}' "$WORK/outputs.txt" | median)
+        printf '%-5s %12.0f requests per CPU-second (median)   per run: %s\n' $variant "$cps" \
+          "$(awk -v v=$variant '$1 == v {printf "%s %s;", $2, $3}' "$WORK/outputs.txt")"
+        echo "$variant $cps" >>"$WORK/outputs_cps.txt"
+      done
+      awk '{c[$1]=$2} END {printf "ratio all/none: %.3f (bar: at least 0.97)\n", c["all"]/c["none"]}' "$WORK/outputs_cps.txt"
+      hz=$(getconf CLK_TCK)
+      awk -v d="$DURATION" -v hz="$hz" '{t[$1] += $5 + $6; n[$1]++}
+        END {printf "reporter + metrics threads: %.2f%% of one core with none, %.2f%% with all\n", 100 * t["none"] / n["none"] / hz / d, 100 * t["all"] / n["all"] / hz / d}' "$WORK/outputs.txt"
+      printf 'scrapes: %d, HDR log lines: %d, JSON summary: %d bytes\n\n' "$(grep -c '^# EOF' "$WORK/scrapes.txt")" \
+        "$(grep -vc '^[#"]' "$WORK/run.hlog")" "$(wc -c <"$WORK/run.json")"
       ;;
     drivers)
       start_nginx 18093

@@ -1,4 +1,5 @@
-//! `scenarios/README.md` cannot drift from the loader: every key a scenario file may use (the
+//! The docs cannot drift from the code: every flag is in the README, every key of the JSON
+//! summary is in its table, and `scenarios/README.md` has every key the loader accepts (the
 //! fields of the `*Def` structs and the variants of the `*Def` enums in `src/scenario/file.rs`,
 //! under their serde names) must appear in the page as `` `key` ``.
 
@@ -84,4 +85,46 @@ fn every_scenario_key_is_documented() {
         .map(|(type_name, key)| format!("{type_name}.{key}"))
         .collect();
     assert!(missing.is_empty(), "keys missing from scenarios/README.md: {missing:?}");
+}
+
+/// The README's text.
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
+}
+
+#[test]
+fn every_flag_is_documented() {
+    use clap::CommandFactory;
+    let command = swarmer::cli::Cli::command();
+    let flags: Vec<&str> = command.get_arguments().filter_map(|a| a.get_long()).filter(|l| *l != "help").collect();
+    assert!(flags.len() > 40 && flags.contains(&"metrics-port"), "{flags:?}");
+    let page = readme();
+    let missing: Vec<&&str> = flags
+        .iter()
+        .filter(|flag| !page.contains(&format!("`--{flag}")) && !page.contains(&format!(", --{flag}")))
+        .collect();
+    assert!(missing.is_empty(), "flags missing from README.md: {missing:?}");
+}
+
+#[test]
+fn every_summary_key_is_documented() {
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/json.rs")).unwrap();
+    // The fields of the summary's structs (everything after `pub struct SummaryFile`).
+    let schema = &source[source.find("pub struct SummaryFile").expect("the summary's struct")..];
+    let mut keys = Vec::new();
+    let mut inside = false;
+    for line in schema.lines().map(str::trim) {
+        if line.starts_with("pub struct ") {
+            inside = true;
+        } else if line == "}" {
+            inside = false;
+        } else if let Some(field) = line.strip_prefix("pub ").filter(|_| inside) {
+            keys.push(field.split(':').next().unwrap().to_string());
+        }
+    }
+    assert!(keys.len() > 60 && keys.contains(&"p99_99".to_string()), "{keys:?}");
+    let page = readme();
+    let missing: Vec<&String> =
+        keys.iter().filter(|k| !page.contains(&format!("`{k}`")) && !page.contains(&format!("`{k}[]`"))).collect();
+    assert!(missing.is_empty(), "summary keys missing from README.md: {missing:?}");
 }

@@ -68,7 +68,10 @@ fn flow_puts_one_comment_on_each_post() {
     let (posts, comments) = (stored["posts"].as_u64().unwrap(), stored["comments"].as_u64().unwrap());
     // Every post got its comment but the ones a user was creating as the run ended.
     assert!(posts > 100 && posts - comments <= 10, "{posts} posts, {comments} comments");
-    assert_eq!(csv_count(&stats, "POST", "/api/posts"), posts, "{stats}");
+    // A post in flight when the run ended reaches the server but is counted as cancelled, not as
+    // a request: at most one per user (10).
+    let counted = csv_count(&stats, "POST", "/api/posts");
+    assert!(counted <= posts && posts - counted <= 10, "{posts} stored, {counted} counted\n{stats}");
     let reads = csv_count(&stats, "GET", "/api/comments/[id]");
     assert!(comments - reads <= 10, "{comments} comments, {reads} read back");
 }

@@ -124,6 +124,13 @@ pub fn locust(results: &Results, per_second: &PerSecond) -> String {
     serde_json::to_string_pretty(&entries).expect("plain data serializes")
 }
 
+/// When the run started and ended, in Unix seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    pub start: f64,
+    pub end: f64,
+}
+
 /// `--json-file`: the whole run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SummaryFile {
@@ -304,13 +311,6 @@ pub struct Lag {
     pub p99: u64,
     pub p99_9: u64,
     pub max: u64,
-}
-
-/// When the run started and ended, in Unix seconds.
-#[derive(Clone, Copy, Debug)]
-pub struct Span {
-    pub start: f64,
-    pub end: f64,
 }
 
 /// The summary of a finished run.
