@@ -89,6 +89,13 @@ pub struct Plan {
     pub pipeline: usize,
     /// One worker per entry; `Some(core)` pins it.
     pub workers: Vec<Option<usize>>,
+    /// Distributed runs: the users are split into this many partitions across every worker
+    /// process (global user `i` is in partition `i % partitions`; a thread runs one partition).
+    /// `None`: one partition per thread of this process, thread `i` running partition `i`.
+    pub partitions: Option<usize>,
+    /// The data and body files the scenario read, by the path it gives and their bytes (a
+    /// distributed master sends them to its workers).
+    pub sources: Vec<(String, Vec<u8>)>,
     pub io: Io,
     pub defer_taskrun: bool,
     /// Snapshot period; the reporter's unit of time (CSV history rows).
@@ -121,9 +128,14 @@ impl Plan {
         (self.max_timeout.as_micros() as u64).saturating_mul(2).max(1_000_000)
     }
 
-    /// Users assigned to worker `index`: global user `i` goes to worker `i % workers`.
+    /// How many partitions the users are split into (see `partitions`).
+    pub fn partition_count(&self) -> usize {
+        self.partitions.unwrap_or(self.workers.len()).max(1)
+    }
+
+    /// Users of partition `index`: global user `i` is in partition `i % partitions`.
     pub fn users_of_worker(&self, index: usize) -> impl Iterator<Item = u64> + '_ {
-        (index as u64..self.users + self.headroom).step_by(self.workers.len())
+        (index as u64..self.users + self.headroom).step_by(self.partition_count())
     }
 
     /// Turns on live control (keys w/W/s/S) when the run can take it: a closed model without a
@@ -187,14 +199,20 @@ impl Plan {
     /// Checks what can be checked before any thread starts; raises RLIMIT_NOFILE to its hard
     /// limit and fails clearly when there cannot be a socket per user.
     pub fn check_resources(&self) -> Result<()> {
+        self.check_sockets(self.users)
+    }
+
+    /// Checks that `users` users of this process can each have a socket (a distributed
+    /// worker runs only its partitions' users).
+    pub fn check_sockets(&self, users: u64) -> Result<()> {
         let limit = raise_nofile_limit().context("cannot read or raise RLIMIT_NOFILE")?;
-        let needed = self.users + RESERVED_FDS;
+        let needed = users + RESERVED_FDS;
         if needed > limit {
             bail!(
                 "--users {}: each user needs its own socket, but the open-file limit is {limit} \
                  (hard limit; {} kept for the process). Use at most {} users, or raise the hard \
                  limit (ulimit -Hn) as root",
-                self.users,
+                users,
                 RESERVED_FDS,
                 limit.saturating_sub(RESERVED_FDS)
             );

@@ -12,6 +12,7 @@
 //! | the composition root: run, dispatch, exit codes | `lib.rs` |
 //! | the web UI's runs: serve, start from the form, steer | `session.rs` |
 //! | the subcommands: target, demo, compare | `commands.rs` |
+//! | distributed runs composed: master, worker, `--processes` | `cluster.rs` |
 //! | flags (Locust names) | `cli.rs` |
 //! | flags from config files and `SWARMER_*` variables | `cli/conf.rs` |
 //! | durations, counts, rates | `units.rs` |
@@ -56,14 +57,18 @@
 //! | the board the web UI and the HTML report read; the HTML report | `report/board.rs`, `report/html.rs` |
 //! | the web UI's server, routes (Locust's API, events), credentials and origins | `web/mod.rs`, `web/routes.rs`, `web/guard.rs` |
 //! | live control keys, signals | `keys.rs`, `signal.rs` |
+//! | distributed runs: the master, the worker, placing partitions | `dist/mod.rs`, `dist/master.rs`, `dist/worker.rs`, `dist/share.rs` |
+//! | the master–worker link: framing, handshake, frames, the secret | `dist/link.rs`, `dist/wire.rs`, `dist/auth.rs` |
 //! | the built-in target: server, canned routes, JSON API | `target/mod.rs`, `target/routes.rs`, `target/api.rs` |
 //!
 //! `run` is the one composition root: start the reporter, start the engine, wait, return the
 //! outcome. `main.rs` parses flags, calls in here, prints the error chain and exits.
 
 pub mod cli;
+mod cluster;
 mod commands;
 pub mod config;
+pub mod dist;
 pub mod engine;
 pub mod failure;
 pub mod http;
@@ -207,7 +212,7 @@ fn stop_on_signal(count: usize, run: &engine::Run) {
 }
 
 /// The process exit code a finished run earns (printing why when it could not start).
-fn exit_code(plan: &Plan, summary: &Summary, worker_error: Option<anyhow::Error>) -> i32 {
+pub(crate) fn exit_code(plan: &Plan, summary: &Summary, worker_error: Option<anyhow::Error>) -> i32 {
     if let Some(err) = worker_error {
         report::notice(Level::Error, &format!("error: {err:#}"));
         EXIT_NO_START
@@ -238,6 +243,15 @@ pub fn main_with(cli: cli::Cli) -> Result<i32> {
         let path = args.logfile.as_deref().unwrap_or(std::path::Path::new("")).display();
         usage(anyhow::anyhow!("--logfile {path}: {e}"))
     })?;
+    if args.dist.worker {
+        return cluster::run_worker(&args);
+    }
+    if let Some(processes) = args.dist.processes {
+        return cluster::run_processes(&args, processes);
+    }
+    if args.dist.master && !args.check && !args.list {
+        return cluster::run_master(&args);
+    }
     if args.scenario.is_some() {
         return run_scenario(&args);
     }
@@ -284,6 +298,16 @@ fn run_from_terminal(mut plan: Plan, args: &cli::RunArgs) -> Result<i32> {
 
 /// Builds the plan of a scenario run: the file compiled, the command line applied over it.
 pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
+    scenario_plan_from(args, None)
+}
+
+/// A distributed worker's files: the scenario's text and its data and body files by the paths
+/// it gives.
+pub type Sources<'a> = (&'a str, Arc<std::collections::HashMap<String, Vec<u8>>>);
+
+/// `scenario_plan`, compiling `source` (a worker's, from its master) instead of reading the
+/// disk when given.
+pub fn scenario_plan_from(args: &cli::RunArgs, source: Option<Sources>) -> Result<Plan> {
     let path = args.scenario.as_ref().expect("scenario runs have a file");
     if args.url.is_some() {
         return Err(usage(anyhow::anyhow!(
@@ -301,9 +325,14 @@ pub fn scenario_plan(args: &cli::RunArgs) -> Result<Plan> {
         exclude_tags: args.exclude_tags.clone(),
         tls: args.tls_options().map_err(|e| usage(anyhow::anyhow!(e)))?,
         sandbox: false,
+        files: source.as_ref().map(|(_, files)| files.clone()),
     };
     let base = Plan::empty(workers, args.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
-    let (mut plan, file) = scenario::load(path, &overrides, base).map_err(|e| usage(e.into()))?;
+    let compiled = match source {
+        Some((text, _)) => scenario::compile_str(text, path, &overrides, base),
+        None => scenario::load(path, &overrides, base),
+    };
+    let (mut plan, file) = compiled.map_err(|e| usage(e.into()))?;
     plan.apply_run_args(args, file).map_err(usage)?;
     Ok(plan)
 }

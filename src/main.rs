@@ -16,7 +16,7 @@ fn main() {
     for warning in &settings.warnings {
         eprintln!("warning: {warning}");
     }
-    let cli = match swarmer::cli::Cli::try_parse_from(&settings.argv) {
+    let mut cli = match swarmer::cli::Cli::try_parse_from(&settings.argv) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -26,6 +26,7 @@ fn main() {
             std::process::exit(err.exit_code());
         }
     };
+    cli.run.argv = settings.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let code = match swarmer::main_with(cli) {
         Ok(code) => code,
         Err(err) => {

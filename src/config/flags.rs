@@ -227,6 +227,8 @@ impl Plan {
             max_timeout: timeout,
             pipeline,
             workers,
+            partitions: None,
+            sources: Vec::new(),
             io: Io::Auto,
             defer_taskrun: true,
             tick: Duration::from_secs(1),

@@ -42,8 +42,9 @@ use crate::stats::Snapshot;
 pub use run::{Live, Run, POLL};
 pub use thread::{run_fixture, FixtureState};
 
-/// Starts one thread per worker. Each sends its snapshots on `snapshots` and takes spare ones
-/// back from its entry of `spares`; it exits when the run is over, after a final snapshot.
+/// Starts one thread per worker, thread `i` running partition `i`. Each sends its snapshots on
+/// `snapshots` and takes spare ones back from its entry of `spares`; it exits when the run is
+/// over, after a final snapshot.
 pub fn start(
     run: Arc<Run>,
     snapshots: Sender<Snapshot>,
@@ -51,13 +52,31 @@ pub fn start(
 ) -> Result<Vec<JoinHandle<Result<()>>>> {
     let mut handles = Vec::new();
     for (index, spares) in spares.into_iter().enumerate() {
-        let run = run.clone();
-        let snapshots = snapshots.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("swarmer-worker-{index}"))
-            .spawn(move || thread::main(index, run, snapshots, spares))
-            .context("cannot start a worker thread")?;
-        handles.push(handle);
+        let core = run.plan.workers.get(index).copied().flatten();
+        handles.push(start_thread(run.clone(), Thread { index, partition: index, core }, snapshots.clone(), spares)?);
     }
     Ok(handles)
+}
+
+/// Which worker thread: its index in this process (its snapshots' `worker`), the partition of
+/// the users it runs, the core it is pinned to.
+#[derive(Clone, Copy, Debug)]
+pub struct Thread {
+    pub index: usize,
+    pub partition: usize,
+    pub core: Option<usize>,
+}
+
+/// Starts one worker thread (a distributed worker starts one per partition it is given, also
+/// mid-run: its first snapshot is of the tick it started in).
+pub fn start_thread(
+    run: Arc<Run>,
+    thread: Thread,
+    snapshots: Sender<Snapshot>,
+    spares: Receiver<Snapshot>,
+) -> Result<JoinHandle<Result<()>>> {
+    std::thread::Builder::new()
+        .name(format!("swarmer-worker-{}", thread.index))
+        .spawn(move || thread::main(thread, run, snapshots, spares))
+        .context("cannot start a worker thread")
 }

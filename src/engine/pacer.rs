@@ -17,7 +17,7 @@ const SHAPE_STEP: Duration = Duration::from_millis(20);
 /// Starts this worker's users at their scheduled times (global user i at i / spawn_rate).
 pub(crate) async fn spawn_users(worker: Rc<Worker>) {
     let run = worker.run.clone();
-    for user in run.plan.users_of_worker(worker.index) {
+    for user in run.plan.users_of_worker(worker.partition) {
         let at = run.start + run.plan.start_offset(user);
         if at > Instant::now() {
             monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await;
@@ -48,7 +48,7 @@ pub(crate) async fn follow_shape(worker: Rc<Worker>) {
             (Some(shape), Some(run_time)) => shape.users_at(elapsed, run_time, plan.users),
             _ => run.live.users.load(Ordering::Relaxed).min(allowed.floor() as u64),
         };
-        for (local, user) in plan.users_of_worker(worker.index).enumerate() {
+        for (local, user) in plan.users_of_worker(worker.partition).enumerate() {
             let (alive, stop) = (&worker.user_alive[local], &worker.user_stop[local]);
             if user < wanted {
                 stop.set(false);
@@ -71,8 +71,13 @@ pub(crate) async fn arrivals(worker: Rc<Worker>) {
     let run = worker.run.clone();
     let plan = &run.plan;
     let rate = plan.rate.expect("arrivals run with a rate");
-    let mut schedule = Schedule::new(rate, plan.shape.clone(), plan.run_time, worker.index, plan.workers.len());
-    let mut pool = plan.users_of_worker(worker.index);
+    let mut schedule = Schedule::new(rate, plan.shape.clone(), plan.run_time, worker.partition, plan.partition_count());
+    // A thread that joins a distributed run late starts with the schedule as it is now.
+    let late = run.start.elapsed();
+    if late > POLL {
+        schedule.resume_at(late.as_secs_f64());
+    }
+    let mut pool = plan.users_of_worker(worker.partition);
     let mut previous = run.start;
     let mut paused = false;
     loop {

@@ -30,17 +30,32 @@ pub struct Run {
     pub pools: Vec<Mutex<Vec<serde_json::Value>>>,
     /// What live control (the keys) changes while the run goes.
     pub live: Live,
+    /// Per partition: its thread stops as at the end of the run (a distributed master moved
+    /// the partition to another worker).
+    pub released: Vec<AtomicBool>,
 }
 
 impl Run {
     /// A run of `plan` starting now, its pools holding what `setup` pushed.
     pub fn new(plan: Arc<Plan>, stop: Arc<AtomicBool>, on_worker_start: Option<fn(usize)>) -> Run {
+        Run::starting_at(Instant::now(), plan, stop, on_worker_start)
+    }
+
+    /// A run whose origin is `start` (a distributed worker's: the master's start, on this
+    /// machine's clock).
+    pub fn starting_at(
+        start: Instant,
+        plan: Arc<Plan>,
+        stop: Arc<AtomicBool>,
+        on_worker_start: Option<fn(usize)>,
+    ) -> Run {
         let pools =
             (0..plan.pools.len()).map(|i| Mutex::new(plan.pool_seeds.get(i).cloned().unwrap_or_default())).collect();
         Run {
             live: Live::new(&plan),
+            released: (0..plan.partition_count()).map(|_| AtomicBool::new(false)).collect(),
             plan,
-            start: Instant::now(),
+            start,
             stop,
             abort: AtomicBool::new(false),
             users_running: AtomicU64::new(0),

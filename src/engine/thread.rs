@@ -23,20 +23,26 @@ use crate::stats::Snapshot;
 /// `on_stop` steps get `ON_STOP_BOUND` more).
 const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
-/// The body of worker thread `index`.
-pub(crate) fn main(index: usize, run: Arc<Run>, snapshots: Sender<Snapshot>, spares: Receiver<Snapshot>) -> Result<()> {
+/// The body of a worker thread.
+pub(crate) fn main(
+    thread: super::Thread,
+    run: Arc<Run>,
+    snapshots: Sender<Snapshot>,
+    spares: Receiver<Snapshot>,
+) -> Result<()> {
     let plan = &run.plan;
-    if let Some(core) = plan.workers[index] {
+    let index = thread.index;
+    if let Some(core) = thread.core {
         // Pinning can fail in restricted containers; the run is still valid, only less stable.
         let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
     }
     if let Some(hook) = run.on_worker_start {
         hook(index);
     }
-    let users = plan.users_of_worker(index).count() as u32;
+    let users = plan.users_of_worker(thread.partition).count() as u32;
     // Room for every user's in-flight op plus timers; the CQ is twice this.
     let entries = (users + 64).next_power_of_two().clamp(256, 32768);
-    let worker = Rc::new(Worker::new(run.clone(), index, snapshots, spares));
+    let worker = Rc::new(Worker::new(run.clone(), thread, snapshots, spares));
     crate::runtime::block_on(plan.io, plan.defer_taskrun, entries, |driver| {
         worker.stats.borrow_mut().set_driver(driver);
         control(worker)
@@ -55,7 +61,8 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
     } else {
         monoio::spawn(pacer::spawn_users(worker.clone()));
     }
-    let mut seq = 0;
+    // The tick the thread starts in (0, unless it joined a distributed run late).
+    let mut seq = (run.start.elapsed().as_nanos() / plan.tick.as_nanos().max(1)) as u64;
     let mut grace_end: Option<Instant> = None;
     loop {
         monoio::time::sleep(POLL).await;
@@ -103,7 +110,8 @@ fn is_over(worker: &Worker, now: Instant) -> bool {
     let run = &worker.run;
     let plan = &run.plan;
     let done = plan.iterations.is_some() && worker.spawned_all.get() && worker.running.get() == 0;
-    done || run.stop.load(Ordering::Relaxed) || plan.run_time.is_some_and(|t| now >= run.start + t)
+    let released = run.released.get(worker.partition).is_some_and(|r| r.load(Ordering::Relaxed));
+    done || released || run.stop.load(Ordering::Relaxed) || plan.run_time.is_some_and(|t| now >= run.start + t)
 }
 
 /// What `setup` leaves for the run: variables and pool contents.
@@ -119,7 +127,7 @@ pub fn run_fixture(plan: Arc<Plan>, steps: &[Step], vars: Vec<serde_json::Value>
     let (snapshots, _) = crossbeam_channel::unbounded();
     let (_, spares) = crossbeam_channel::unbounded();
     let run = Arc::new(Run::new(plan.clone(), Default::default(), None));
-    let worker = Worker::new(run.clone(), 0, snapshots, spares);
+    let worker = Worker::new(run.clone(), super::Thread { index: 0, partition: 0, core: None }, snapshots, spares);
     let result = crate::runtime::block_on(plan.io, plan.defer_taskrun, 256, |_| async {
         // Setup and teardown run as user 0 ({{ user_index }} is 0, data rows start at the first).
         let mut user = User::new(&worker, &plan, 0);

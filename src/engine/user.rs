@@ -314,7 +314,7 @@ fn next_data_rows(user: &mut User<'_>) {
             continue;
         }
         let next = &user.worker.data_next[index];
-        let row = (next.get() * user.plan.workers.len() + user.worker.index) % data.rows.len();
+        let row = (next.get() * user.plan.partition_count() + user.worker.partition) % data.rows.len();
         next.set(next.get() + 1);
         for (slot, value) in data.slots.iter().zip(&data.rows[row]) {
             session.vars[*slot] = value.clone();

@@ -18,7 +18,10 @@ use crate::stats::{CoreStats, Snapshot};
 
 pub(crate) struct Worker {
     pub run: Arc<Run>,
+    /// The thread's index in this process (its snapshots' `worker`).
     pub index: usize,
+    /// The partition of the users it runs (the thread's index unless the run is distributed).
+    pub partition: usize,
     pub stats: RefCell<CoreStats>,
     /// Users stop at their next task boundary once this is set.
     pub stopping: Cell<bool>,
@@ -46,9 +49,15 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub fn new(run: Arc<Run>, index: usize, snapshots: Sender<Snapshot>, spares: Receiver<Snapshot>) -> Worker {
+    pub fn new(
+        run: Arc<Run>,
+        thread: super::Thread,
+        snapshots: Sender<Snapshot>,
+        spares: Receiver<Snapshot>,
+    ) -> Worker {
         let plan = &run.plan;
-        let local_users = plan.users_of_worker(index).count();
+        let index = thread.index;
+        let local_users = plan.users_of_worker(thread.partition).count();
         Worker {
             stats: RefCell::new(CoreStats::new(index, plan.endpoints.len(), plan.histogram_max_us())),
             data_next: plan.data.iter().map(|_| Cell::new(0)).collect(),
@@ -59,6 +68,7 @@ impl Worker {
             waiting: RefCell::new(VecDeque::new()),
             run,
             index,
+            partition: thread.partition,
             stopping: Cell::new(false),
             running: Cell::new(0),
             spawned_all: Cell::new(false),
@@ -70,7 +80,7 @@ impl Worker {
 
     /// This worker's index among its local users for global user `user`.
     pub fn local(&self, user: u64) -> usize {
-        (user / self.run.plan.workers.len() as u64) as usize
+        (user / self.run.plan.partition_count() as u64) as usize
     }
 
     /// Sends the snapshot of tick `seq` and goes on recording into a spare one.

@@ -200,6 +200,9 @@ pub struct EndpointSummary {
     pub failures: u64,
     /// In flight when the run stopped: neither success nor failure.
     pub cancelled: u64,
+    /// Requests started: `requests + cancelled` over a whole run (nothing is dropped).
+    #[serde(default)]
+    pub started: u64,
     pub bytes: u64,
     pub requests_per_second: f64,
     pub failures_per_second: f64,
@@ -366,7 +369,7 @@ fn run_info(results: &Results, span: Span) -> RunInfo {
         arch: machine.arch.into(),
         cpu_model: machine.cpu_model,
         cpus_online: machine.cpus,
-        threads: plan.workers.len(),
+        threads: plan.partition_count(),
         worker_cpus: plan.workers.clone(),
         io: results.drivers.clone(),
         model: if plan.rate.is_some() { "open" } else { "closed" }.into(),
@@ -403,6 +406,7 @@ fn endpoint(method: &str, name: &str, stats: &EndpointStats, elapsed_secs: f64) 
         requests: stats.count,
         failures: stats.failures,
         cancelled: stats.cancelled,
+        started: stats.started,
         bytes: stats.bytes,
         requests_per_second: round3(stats.count as f64 / elapsed_secs),
         failures_per_second: round3(stats.failures as f64 / elapsed_secs),

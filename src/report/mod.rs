@@ -141,6 +141,15 @@ struct Interval {
     secs: f64,
 }
 
+/// A change in who sends snapshots (distributed runs: workers join mid-run; one that leaves
+/// ends with a last snapshot, its own or the master's for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// Sender `worker` starts with its snapshot of tick `first_seq`: intervals from there on
+    /// wait for it.
+    Join { worker: usize, first_seq: u64 },
+}
+
 /// New kinds of error printed as they first happen, at most this many (the rest are in the
 /// final error report).
 const MAX_ANNOUNCED_ERRORS: usize = 20;
@@ -183,6 +192,10 @@ pub struct Reporter {
     per_second: Option<json::PerSecond>,
     /// `--metrics-port`, the web UI's `/metrics`.
     metrics: Option<Arc<metrics::Metrics>>,
+    /// Distributed runs: senders come and go; the run ends when `engine_done` says so.
+    membership: Option<Receiver<Membership>>,
+    /// Intervals before this one have been processed.
+    next_interval: u64,
 }
 
 impl Reporter {
@@ -229,6 +242,8 @@ impl Reporter {
             hdr_log,
             per_second,
             metrics: None,
+            membership: None,
+            next_interval: 0,
         })
     }
 
@@ -244,6 +259,32 @@ impl Reporter {
         self
     }
 
+    /// Takes its senders from `membership` (a distributed master): none to begin with.
+    pub fn with_membership(mut self, membership: Receiver<Membership>) -> Reporter {
+        self.workers = 0;
+        self.next_seq.clear();
+        self.finished.clear();
+        self.membership = Some(membership);
+        self
+    }
+
+    fn change_membership(&mut self) {
+        while let Some(change) = self.membership.as_ref().and_then(|m| m.try_recv().ok()) {
+            let Membership::Join { worker, first_seq } = change;
+            self.ensure_sender(worker, first_seq);
+            self.next_seq[worker] = first_seq.max(self.next_interval);
+            self.finished[worker] = false;
+        }
+    }
+
+    fn ensure_sender(&mut self, worker: usize, first_seq: u64) {
+        while self.workers <= worker {
+            self.next_seq.push(first_seq);
+            self.finished.push(false);
+            self.workers += 1;
+        }
+    }
+
     /// Runs until every worker has sent its last snapshot (or all senders are gone); then
     /// prints the final report and rewrites the CSV files one last time.
     /// `engine_done` is set once every worker thread has ended: what is queued then is all
@@ -254,15 +295,27 @@ impl Reporter {
         spares: Vec<Sender<Snapshot>>,
         engine_done: &AtomicBool,
     ) -> Result<Summary> {
+        let dynamic = self.membership.is_some();
         loop {
+            self.change_membership();
             match snapshots.recv_timeout(Duration::from_millis(100)) {
-                Ok(snapshot) => {
+                Ok(mut snapshot) => {
+                    // A sender's Join is sent before its first snapshot: take it first.
+                    self.change_membership();
                     let worker = snapshot.worker;
-                    self.absorb(&snapshot);
+                    self.absorb(&mut snapshot);
                     // Hand the buffers back; if the worker has enough spares, drop them.
-                    let _ = spares[worker].try_send(snapshot);
+                    if let Some(spare) = spares.get(worker) {
+                        let _ = spare.try_send(snapshot);
+                    }
                     self.process_complete()?;
-                    if self.finished.iter().all(|&f| f) {
+                    if !dynamic && self.finished.iter().all(|&f| f) {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) if dynamic => {
+                    self.process_complete()?;
+                    if engine_done.load(Ordering::Acquire) && snapshots.is_empty() {
                         break;
                     }
                 }
@@ -278,7 +331,11 @@ impl Reporter {
         self.finish(elapsed)
     }
 
-    fn absorb(&mut self, snapshot: &Snapshot) {
+    fn absorb(&mut self, snapshot: &mut Snapshot) {
+        self.ensure_sender(snapshot.worker, snapshot.seq);
+        // A snapshot of an interval already written (a distributed worker that fell behind)
+        // joins the next one: late in the history, never dropped.
+        snapshot.seq = snapshot.seq.max(self.next_interval);
         let max_us = self.plan.histogram_max_us();
         let endpoints = self.plan.endpoints.len();
         let interval = self.pending.entry(snapshot.seq).or_insert_with(|| Interval {
@@ -323,6 +380,7 @@ impl Reporter {
                 break;
             }
             let interval = self.pending.remove(&seq).expect("first key exists");
+            self.next_interval = seq + 1;
             self.process(seq, interval)?;
         }
         Ok(())

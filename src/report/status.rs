@@ -25,7 +25,7 @@ pub fn banner(plan: &Plan) -> Vec<String> {
         (Some(t), None) => HumanDuration(t).to_string(),
         (None, None) => "until Ctrl-C".to_string(),
     };
-    let threads = plan.workers.len();
+    let threads = plan.partition_count();
     let mut lines =
         vec![format!("swarmer: {} with {load} on {threads} worker thread(s), {length}", plan.origin.trim())];
     if plan.rate.is_none() && plan.shape.is_none() && plan.users > 1 {
@@ -145,7 +145,7 @@ fn summary_line(results: &Results) -> String {
     format!(
         "Run time {:.2}s, {users} on {} worker thread(s) ({}); {} requests, {:.2} req/s; seed {}",
         results.run_secs,
-        plan.workers.len(),
+        plan.partition_count(),
         results.drivers,
         totals.aggregated.count,
         totals.aggregated.count as f64 / results.elapsed_secs,

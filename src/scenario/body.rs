@@ -5,7 +5,7 @@ use super::*;
 
 impl Compiler<'_> {
     /// The step's one body and its Content-Type (none for raw text), or no body.
-    pub(super) fn body(&self, def: &StepDef, at: usize) -> Compiled<Option<(Option<String>, Template)>> {
+    pub(super) fn body(&mut self, def: &StepDef, at: usize) -> Compiled<Option<(Option<String>, Template)>> {
         let bodies = [def.json.is_some(), def.form.is_some(), def.body.is_some(), def.body_file.is_some()];
         if bodies.iter().filter(|b| **b).count() > 1 {
             return Err(self.error(at, "a step has one body: json, form, body or body_file"));
@@ -26,7 +26,8 @@ impl Compiler<'_> {
             return Err(self.error(file.span().start, "files are not read in a sandboxed compile"));
         }
         let full = self.dir.join(file.get_ref());
-        let bytes = std::fs::read(&full)
+        let bytes = self
+            .read_file(file.get_ref())
             .map_err(|e| self.error(file.span().start, format!("cannot read {}: {e}", full.display())))?;
         Ok(Some((Some("application/octet-stream".to_string()), Template::literal(&String::from_utf8_lossy(&bytes)))))
     }

@@ -58,6 +58,9 @@ pub struct Overrides {
     /// Compile without touching the outside world (the fuzzer): hosts must be IP literals or
     /// localhost (no DNS), and data and body files are not read.
     pub sandbox: bool,
+    /// A distributed worker's files: data and body files are read from here (by the path the
+    /// scenario gives) instead of the disk.
+    pub files: Option<std::sync::Arc<std::collections::HashMap<String, Vec<u8>>>>,
     pub timeout: Option<Duration>,
     pub tags: Vec<String>,
     pub exclude_tags: Vec<String>,
@@ -403,6 +406,20 @@ impl Compiler<'_> {
         Ok(out)
     }
 
+    /// A data or body file's bytes, by the path the scenario gives (relative to its
+    /// directory): from the disk, remembered in the plan's `sources` (a master sends them to its
+    /// workers), or from a worker's `files`.
+    fn read_file(&mut self, written: &str) -> std::io::Result<Vec<u8>> {
+        if let Some(files) = &self.overrides.files {
+            return files.get(written).cloned().ok_or_else(|| std::io::ErrorKind::NotFound.into());
+        }
+        let bytes = std::fs::read(self.dir.join(written))?;
+        if !self.plan.sources.iter().any(|(path, _)| path == written) {
+            self.plan.sources.push((written.to_string(), bytes.clone()));
+        }
+        Ok(bytes)
+    }
+
     fn data_file(&mut self, data: &Spanned<DataDef>) -> Compiled<DataFile> {
         let def = data.get_ref();
         let per_user = match def.mode.as_ref().map(|m| m.get_ref().as_str()) {
@@ -419,8 +436,10 @@ impl Compiler<'_> {
             return Err(self.error(def.file.span().start, "files are not read in a sandboxed compile"));
         }
         let file = self.dir.join(def.file.get_ref());
-        let mut reader = csv::Reader::from_path(&file)
+        let bytes = self
+            .read_file(def.file.get_ref())
             .map_err(|e| self.error(def.file.span().start, format!("cannot read {}: {e}", file.display())))?;
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
         let headers: Vec<String> = reader
             .headers()
             .map_err(|e| self.error(def.file.span().start, format!("{}: {e}", file.display())))?

@@ -1,0 +1,156 @@
+//! One master–worker connection: framed messages over TCP, a writer any thread may use, reads
+//! that fail after the heartbeat timeout, and the handshake each side runs first (versions,
+//! then the secret's challenge-response; see `auth`).
+
+use std::io::{BufReader, ErrorKind};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::auth::{self, Role};
+use super::wire::{self, Message, PROTOCOL};
+
+/// swarmer's version, which master and workers must share.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The sending half of a link, shared by the threads that write to it.
+#[derive(Clone)]
+pub struct Sender {
+    stream: Arc<Mutex<TcpStream>>,
+}
+
+impl Sender {
+    pub fn send(&self, message: &Message) -> std::io::Result<()> {
+        let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        wire::write(&mut *stream, message)
+    }
+
+    /// Closes both directions: the peer reads the end, our reader wakes.
+    pub fn close(&self) {
+        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A connection's reading half and a sender for it.
+pub struct Link {
+    reader: BufReader<TcpStream>,
+    pub sender: Sender,
+    pub peer: SocketAddr,
+}
+
+impl Link {
+    /// Wraps `stream`; a read waits at most `timeout` (the heartbeat timeout) for a message.
+    pub fn new(stream: TcpStream, timeout: Duration) -> std::io::Result<Link> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout.max(Duration::from_secs(1)) * 4))?;
+        let peer = stream.peer_addr()?;
+        let writer = stream.try_clone()?;
+        Ok(Link { reader: BufReader::new(stream), sender: Sender { stream: Arc::new(Mutex::new(writer)) }, peer })
+    }
+
+    /// The next message; an error says why there is none (the end of the stream, silence past
+    /// the timeout, or a malformed frame).
+    pub fn recv(&mut self) -> Result<Message, String> {
+        match wire::read(&mut self.reader) {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err("the connection was closed".into()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err("silent past the heartbeat timeout".into())
+            }
+            Err(e) if e.kind() == ErrorKind::InvalidData => Err(format!("a malformed frame ({e})")),
+            Err(e) => Err(format!("the connection failed ({e})")),
+        }
+    }
+
+    pub fn send(&self, message: &Message) -> Result<(), String> {
+        self.sender.send(message).map_err(|e| format!("cannot send to {} ({e})", self.peer))
+    }
+}
+
+/// What a worker said about itself.
+#[derive(Clone, Debug)]
+pub struct WorkerInfo {
+    pub host: String,
+    pub cores: usize,
+}
+
+/// The master's side of the handshake: the worker's version must be ours, and it must prove
+/// the secret. A refused worker is told why; the error says it too.
+pub fn admit(link: &mut Link, secret: Option<&str>) -> Result<WorkerInfo, String> {
+    let (protocol, version, host, cores, their_nonce) = match link.recv()? {
+        Message::Hello { protocol, version, host, cores, nonce } => (protocol, version, host, cores, nonce),
+        other => return Err(format!("expected a hello, got {}", name(&other))),
+    };
+    if protocol != PROTOCOL || version != VERSION {
+        let reason = format!("worker version {version} (protocol {protocol}), master version {VERSION} (protocol {PROTOCOL}): run the same swarmer on both");
+        let _ = link.send(&Message::Refused { reason: reason.clone() });
+        return Err(reason);
+    }
+    let nonce = auth::nonce();
+    link.send(&Message::Challenge { nonce: nonce.clone(), proof: auth::answer(secret, Role::Master, &their_nonce) })?;
+    let proof = match link.recv()? {
+        Message::Proof { proof } => proof,
+        Message::Refused { reason } => return Err(format!("the worker refused the master: {reason}")),
+        other => return Err(format!("expected a proof, got {}", name(&other))),
+    };
+    if !auth::verify(secret, Role::Worker, &nonce, &proof) {
+        let reason = match (secret, proof.is_empty()) {
+            (Some(_), true) => "the master needs a secret (--secret or SWARMER_SECRET) and the worker gave none",
+            (None, false) => "the worker has a secret and the master has none",
+            _ => "the secret does not match the master's",
+        };
+        let _ = link.send(&Message::Refused { reason: reason.into() });
+        return Err(reason.into());
+    }
+    Ok(WorkerInfo { host, cores: cores.clamp(1, 4096) as usize })
+}
+
+/// The worker's side of the handshake: say who we are, check the master's proof, give ours.
+pub fn join(link: &mut Link, secret: Option<&str>, cores: usize) -> Result<(), String> {
+    let nonce = auth::nonce();
+    let host = hostname();
+    let hello =
+        Message::Hello { protocol: PROTOCOL, version: VERSION.into(), host, cores: cores as u64, nonce: nonce.clone() };
+    link.send(&hello)?;
+    let (their_nonce, proof) = match link.recv()? {
+        Message::Challenge { nonce, proof } => (nonce, proof),
+        Message::Refused { reason } => return Err(format!("the master refused this worker: {reason}")),
+        other => return Err(format!("expected a challenge, got {}", name(&other))),
+    };
+    if !auth::verify(secret, Role::Master, &nonce, &proof) {
+        let reason = match secret {
+            Some(_) => "the master does not hold this worker's secret",
+            None => "the master has a secret and this worker has none (--secret or SWARMER_SECRET)",
+        };
+        let _ = link.send(&Message::Refused { reason: reason.into() });
+        return Err(reason.into());
+    }
+    link.send(&Message::Proof { proof: auth::answer(secret, Role::Worker, &their_nonce) })?;
+    Ok(())
+}
+
+/// The message's name, for errors.
+pub fn name(message: &Message) -> &'static str {
+    match message {
+        Message::Hello { .. } => "hello",
+        Message::Challenge { .. } => "challenge",
+        Message::Proof { .. } => "proof",
+        Message::Refused { .. } => "refusal",
+        Message::Bundle { .. } => "run",
+        Message::Take { .. } => "take",
+        Message::Release { .. } => "release",
+        Message::Stop { .. } => "stop",
+        Message::Heartbeat { .. } => "heartbeat",
+        Message::Stats(_) => "stats",
+        Message::Done => "done",
+        Message::Failed { .. } => "failure",
+    }
+}
+
+/// This machine's name and our process id, as a worker introduces itself.
+fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", name.trim(), std::process::id())
+}
