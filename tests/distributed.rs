@@ -429,3 +429,132 @@ fn a_worker_that_joins_late_takes_a_share() {
     let requests: Vec<u64> = table.lines().skip(1).map(|l| l.split(',').nth(8).unwrap().parse().unwrap()).collect();
     assert!(requests.len() == 2 && requests.iter().all(|&r| r > 50), "{table}");
 }
+
+/// Network namespaces joined by veth pairs through a bridge in a namespace of its own; all
+/// removed on drop (also when the test fails).
+struct Namespaces {
+    names: Vec<String>,
+}
+
+impl Namespaces {
+    fn ip(args: &[&str]) -> bool {
+        Command::new("ip").args(args).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    }
+
+    /// Namespaces `prefix` + each of `roles`, at 10.233.0.1, .2, … in role order; `None` where
+    /// namespaces cannot be made (not root, no `ip`).
+    fn create(prefix: &str, roles: &[&str]) -> Option<Namespaces> {
+        let bridge = format!("{prefix}br");
+        let mut made = Namespaces { names: Vec::new() };
+        if !Namespaces::ip(&["netns", "add", &bridge]) {
+            return None;
+        }
+        made.names.push(bridge.clone());
+        let ok = Namespaces::ip(&["-n", &bridge, "link", "add", "br0", "type", "bridge"])
+            && Namespaces::ip(&["-n", &bridge, "link", "set", "br0", "up"]);
+        assert!(ok, "cannot make the bridge");
+        for (i, role) in roles.iter().enumerate() {
+            let ns = format!("{prefix}{role}");
+            let (inner, outer) = (format!("{ns}a"), format!("{ns}b"));
+            let addr = format!("10.233.0.{}/24", i + 1);
+            assert!(Namespaces::ip(&["netns", "add", &ns]), "netns add {ns}");
+            made.names.push(ns.clone());
+            for args in [
+                vec!["link", "add", &inner, "type", "veth", "peer", "name", &outer],
+                vec!["link", "set", &inner, "netns", &ns],
+                vec!["link", "set", &outer, "netns", &bridge],
+                vec!["-n", &ns, "addr", "add", &addr, "dev", &inner],
+                vec!["-n", &ns, "link", "set", &inner, "up"],
+                vec!["-n", &ns, "link", "set", "lo", "up"],
+                vec!["-n", &bridge, "link", "set", &outer, "master", "br0"],
+                vec!["-n", &bridge, "link", "set", &outer, "up"],
+            ] {
+                assert!(Namespaces::ip(&args), "ip {args:?}");
+            }
+        }
+        Some(made)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in self.names.iter().rev() {
+            Namespaces::ip(&["netns", "del", name]);
+        }
+    }
+}
+
+const POSTS: &str = r#"
+host = "http://10.233.0.4:8080"
+users = 6
+spawn_rate = 100
+
+[[user]]
+name = "Writer"
+wait_time = { constant = 0.005 }
+
+[[user.task]]
+name = "post"
+
+[[user.task.steps]]
+post = "/api/posts"
+json = { title = "hello", userId = "{{ user_index }}" }
+check = { status = 201 }
+"#;
+
+#[test]
+fn a_master_and_two_workers_on_hosts_of_their_own() {
+    let prefix = format!("sw{}", std::process::id() % 100_000);
+    let Some(_spaces) = Namespaces::create(&prefix, &["m", "w1", "w2", "t"]) else {
+        eprintln!("skipped: network namespaces need root and iproute2 (CI has both)");
+        return;
+    };
+    let dir = tempdir("dist-netns");
+    let scenario = dir.join("posts.toml");
+    std::fs::write(&scenario, POSTS).unwrap();
+    let csv = dir.join("run");
+    let netns = |role: &str| -> Vec<String> {
+        ["ip", "netns", "exec", &format!("{prefix}{role}"), BIN].iter().map(|s| s.to_string()).collect()
+    };
+    let t = netns("t");
+    let t: Vec<&str> = t.iter().map(String::as_str).collect();
+    let target = Proc::start_in(&dir, "target", &t, &["target", "--bind", "10.233.0.4", "--port", "8080"]);
+    wait_for(&target, "listening", Duration::from_secs(10));
+    let m = netns("m");
+    let m: Vec<&str> = m.iter().map(String::as_str).collect();
+    let mut master = Proc::start_in(
+        &dir,
+        "master",
+        &m,
+        &[
+            "-f", scenario.to_str().unwrap(), "--master", "--master-bind-host", "10.233.0.1", "--secret", "ns-secret",
+            "--expect-workers", "2", "--headless", "-t", "3s", "-s", "5s", "--csv", csv.to_str().unwrap(),
+        ],
+    );
+    let mut workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|role| {
+            let w = netns(role);
+            let w: Vec<&str> = w.iter().map(String::as_str).collect();
+            Proc::start_in(&dir, role, &w, &["--worker", "--master-host", "10.233.0.1", "--secret", "ns-secret", "--threads", "1"])
+        })
+        .collect();
+    let (code, out) = master.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{out}");
+    for worker in &mut workers {
+        let (code, out) = worker.wait(Duration::from_secs(10));
+        assert_eq!(code, 0, "{out}");
+    }
+    // Every post the target stored was counted once, and only those (users finished their task
+    // within the stop timeout: nothing was in flight at the end).
+    let get = "import urllib.request; print(urllib.request.urlopen('http://10.233.0.4:8080/api/stats').read().decode())";
+    let stats = Command::new("ip").args(["netns", "exec", &format!("{prefix}t"), "python3", "-c", get]).output().unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("the target's /api/stats");
+    let table = read(&dir.join("run_stats.csv"));
+    let counted = common::csv_count(&table, "POST", "/api/posts");
+    assert!(counted > 200, "{table}");
+    assert_eq!(stored["posts"].as_u64().unwrap(), counted, "{table}");
+    // The two workers came from their own addresses.
+    let workers_csv = read(&dir.join("run_workers.csv"));
+    assert!(workers_csv.contains("10.233.0.2:") && workers_csv.contains("10.233.0.3:"), "{workers_csv}");
+}
