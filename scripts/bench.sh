@@ -22,6 +22,8 @@
 #   scripts/bench.sh outputs    # the machine-readable outputs' cost: requests per generator
 #                               # CPU-second with --json-file, --hdr-log, --csv and /metrics
 #                               # scraped every second vs none, alternating
+#   scripts/bench.sh dist       # the distributed protocol's cost: requests per CPU-second of
+#                               # --processes 2 (a master, 2 workers) vs one 2-thread process
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
 #                               # (benches/floor.rs), alternating; with BASELINE=PATH, also
@@ -344,6 +346,27 @@ TOML
       done
       echo
       ;;
-    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open, https)" >&2; exit 2 ;;
+    dist)
+      # The protocol's cost: one process with 2 threads against a master and 2 local workers of
+      # 1 thread each (--processes 2; the CPU of the master and its workers is counted, as
+      # /usr/bin/time counts waited-for children), alternating. Both generators may use both
+      # CPUs; the target is pinned to TARGET_CPU.
+      start_target 18094
+      URL=http://127.0.0.1:18094/
+      : >"$WORK/dist.txt"
+      for i in $(seq "$RUNS"); do
+        echo "one $(GEN_CPU=0,1 measure "$SWARMER" --threads 2 -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary "$URL")" >>"$WORK/dist.txt"
+        echo "two $(GEN_CPU=0,1 measure "$SWARMER" --processes 2 -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary "$URL")" >>"$WORK/dist.txt"
+      done
+      echo "== distributed cost, $CONNS connections ($RUNS alternating runs of ${DURATION}s; target on CPU $TARGET_CPU)"
+      for variant in one two; do
+        cps=$(awk -v v=$variant '$1 == v {print $2 / $3}' "$WORK/dist.txt" | median)
+        printf '%-4s %12.0f requests per CPU-second (median)   per run: %s\n' $variant "$cps" \
+          "$(awk -v v=$variant '$1 == v {printf "%s %s;", $2, $3}' "$WORK/dist.txt")"
+        echo "$variant $cps" >>"$WORK/dist_cps.txt"
+      done
+      awk '{c[$1]=$2} END {printf "ratio --processes 2 / one process: %.3f (bar: at least 0.95)\n\n", c["two"]/c["one"]}' "$WORK/dist_cps.txt"
+      ;;
+    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open, https, web, outputs, dist)" >&2; exit 2 ;;
   esac
 done
