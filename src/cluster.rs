@@ -173,19 +173,28 @@ fn compile(bundle: &worker::Bundle, own: &cli::RunArgs) -> Result<Plan> {
 }
 
 /// `--processes N`: a master on a free loopback port and N workers, children of this process,
-/// sharing a fresh secret; each worker gets an equal share of the cores.
+/// sharing a fresh secret; each worker gets an equal share of the cores (pinned to them, as
+/// one process's threads are).
 pub(crate) fn run_processes(args: &cli::RunArgs, processes: usize) -> Result<i32> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot listen for local workers")?;
     let port = listener.local_addr()?.port();
     let secret = hex(&crate::dist::auth::nonce());
-    let cores = crate::config::resolve_workers(args.threads, args.cpus.as_deref()).map_err(usage)?.len();
-    let threads = (cores / processes).max(1);
+    let cores = crate::config::resolve_workers(args.threads, args.cpus.as_deref()).map_err(usage)?;
+    let threads = (cores.len() / processes).max(1);
     let exe = std::env::current_exe().context("cannot find this program to start workers")?;
     let mut children = Vec::new();
-    for _ in 0..processes {
+    for k in 0..processes {
+        // Worker k is pinned to the next `threads` cores, as one process's threads would be.
+        let mine: Vec<String> =
+            (0..threads).filter_map(|i| cores[(k * threads + i) % cores.len()]).map(|c| c.to_string()).collect();
+        let pin = match mine.len() == threads {
+            true => vec!["--cpus".to_string(), mine.join(",")],
+            false => Vec::new(),
+        };
         let child = Command::new(&exe)
             .args(["--worker", "--master-host", "127.0.0.1", "--master-port", &port.to_string()])
             .args(["--threads", &threads.to_string(), "--loglevel", "WARNING"])
+            .args(&pin)
             .env("SWARMER_SECRET", &secret)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

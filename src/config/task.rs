@@ -38,6 +38,8 @@ pub enum Step {
     /// A scenario request, built per send (templates, session headers and cookies), checked
     /// and captured from.
     Call(Box<Call>),
+    /// A pause inside a task (`sleep = "1.5s"`; a recording's gaps between requests).
+    Sleep(std::time::Duration),
 }
 
 #[derive(Clone, Debug)]

@@ -341,6 +341,7 @@ async fn run_steps(user: &mut User<'_>, steps: &[Step]) -> Ended {
                 let conn = user.conns.to(request.addr, request.tls.as_ref());
                 execute(user.worker, conn, request, pipeline, intended).await;
             }
+            Step::Sleep(pause) => monoio::time::sleep(*pause).await,
             Step::Call(call) => match execute_call(user.caller(), call).await {
                 Ok(()) => {}
                 Err(Stop::Abort(reason)) => return Ended::Aborted(call.path, reason),

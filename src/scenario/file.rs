@@ -126,6 +126,8 @@ pub struct TaskDef {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
+    /// A pause instead of a request (no other key with it).
+    pub sleep: Option<Spanned<DurationDef>>,
     pub get: Option<Spanned<String>>,
     pub post: Option<Spanned<String>>,
     pub put: Option<Spanned<String>>,

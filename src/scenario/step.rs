@@ -24,9 +24,21 @@ impl Compiler<'_> {
         let mut out = Vec::new();
         for (index, step) in steps.iter().enumerate() {
             let label = if steps.len() == 1 { path.to_string() } else { format!("{path} / step {}", index + 1) };
+            if let Some(pause) = &step.get_ref().sleep {
+                out.push(Step::Sleep(self.sleep(step.get_ref(), pause, step.span().start)?));
+                continue;
+            }
             out.push(Step::Call(Box::new(self.call(step, host, &label)?)));
         }
         Ok(out)
+    }
+
+    /// A `sleep` step: a duration (0 or more) and nothing else.
+    fn sleep(&self, def: &StepDef, pause: &Spanned<DurationDef>, at: usize) -> Compiled<std::time::Duration> {
+        if def.methods().next().is_some() {
+            return Err(self.error(at, "a step is a request or a `sleep`, not both"));
+        }
+        self.duration(pause)
     }
 
     fn call(&mut self, step: &Spanned<StepDef>, host: Option<&Host>, path: &str) -> Compiled<Call> {
