@@ -24,7 +24,8 @@ const ENDPOINTS: usize = 10;
 const SAMPLES: u64 = 5_000;
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter(|a| a != "--bench").map(|a| a.parse().expect("a number")).collect();
+    let args: Vec<u64> =
+        std::env::args().skip(1).filter(|a| a != "--bench").map(|a| a.parse().expect("a number")).collect();
     let (workers, seconds) = (args.first().copied().unwrap_or(100) as usize, args.get(1).copied().unwrap_or(10));
     let mut plan = Plan::empty(vec![None], Duration::from_secs(30));
     plan.endpoints = (0..ENDPOINTS).map(|i| Endpoint { method: "GET".into(), name: format!("/e{i}") }).collect();

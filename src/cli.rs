@@ -57,6 +57,9 @@ pub enum Command {
     /// Compare two --json-file summaries: side by side with ratios per endpoint; exits 1 when
     /// the second run is worse than the first beyond --tolerance (a CI regression gate).
     Compare(CompareArgs),
+    /// Convert a browser or REST-client recording (HAR) into a scenario file: the page's own
+    /// requests in order, tokens and created ids captured from the responses that produced them.
+    Har(HarArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -412,6 +415,30 @@ pub struct DemoArgs {
     /// Also write the four CSV files with this prefix.
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HarArgs {
+    /// The recording (HAR 1.2, as browsers' DevTools and REST clients export it).
+    #[arg(value_name = "RECORDING")]
+    pub recording: PathBuf,
+    /// Write the scenario here (default: standard output).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Keep requests to these hosts (`host` or `host:port`; comma-separated or repeated).
+    /// Default: the hosts of the page's own requests (documents, XHR and fetch).
+    #[arg(long, value_delimiter = ',', value_name = "HOST")]
+    pub include_host: Vec<String>,
+    /// Leave out requests whose URL matches this regex.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude: Option<String>,
+    /// Keep images, fonts, CSS, scripts and media (left out by default).
+    #[arg(long)]
+    pub keep_static: bool,
+    /// Pauses between the requests: recorded (the recording's gaps, as sleep steps), none, or
+    /// a duration between every two.
+    #[arg(long, default_value = "recorded", value_name = "recorded|none|DURATION")]
+    pub think_time: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::config::Plan;
-use crate::{cli, config, http, report, signal, target, tls, units, usage, RunOptions};
+use crate::{cli, config, har, http, report, signal, target, tls, units, usage, RunOptions};
 
 pub(crate) fn run_target(args: &cli::TargetArgs) -> Result<i32> {
     let ip: std::net::IpAddr =
@@ -63,6 +63,51 @@ pub(crate) fn run_demo(args: &cli::DemoArgs) -> Result<i32> {
     let outcome = crate::run(plan, RunOptions { watch_signals: true, ..RunOptions::default() })?;
     println!("target served {} responses", server.served());
     Ok(outcome.exit_code)
+}
+
+/// `swarmer har`: writes the scenario converted from a recording.
+pub(crate) fn run_har(args: &cli::HarArgs) -> Result<i32> {
+    let think_time =
+        args.think_time.parse().map_err(|e| usage(anyhow::anyhow!("--think-time {}: {e}", args.think_time)))?;
+    let exclude = match &args.exclude {
+        Some(re) => Some(regex::Regex::new(re).map_err(|e| usage(anyhow::anyhow!("--exclude {re}: {e}")))?),
+        None => None,
+    };
+    let options = har::Options {
+        include_hosts: args.include_host.clone(),
+        exclude,
+        keep_static: args.keep_static,
+        think_time,
+        source: String::new(),
+    };
+    let text = har_text(&args.recording, &options)?;
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+            eprintln!("swarmer: wrote {} from {}", path.display(), args.recording.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(0)
+}
+
+/// A recording converted to a scenario's text; a bad recording is a usage error at
+/// file:line:col.
+pub(crate) fn har_text(path: &std::path::Path, options: &har::Options) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+    let options = har::Options { source: path.display().to_string(), ..options.clone() };
+    let conversion = har::convert(&bytes, &options).map_err(|e| usage(anyhow::anyhow!("{}:{e}", path.display())))?;
+    report::notice(
+        crate::log::Level::Debug,
+        &format!(
+            "{}: {} of {} entries kept, {} correlation(s)",
+            path.display(),
+            conversion.steps,
+            conversion.entries,
+            conversion.correlations
+        ),
+    );
+    Ok(conversion.text)
 }
 
 /// `swarmer compare`: prints the comparison; 0 within tolerance, 1 worse.

@@ -57,6 +57,7 @@
 //! | the board the web UI and the HTML report read; the HTML report | `report/board.rs`, `report/html.rs` |
 //! | the web UI's server, routes (Locust's API, events), credentials and origins | `web/mod.rs`, `web/routes.rs`, `web/guard.rs` |
 //! | live control keys, signals | `keys.rs`, `signal.rs` |
+//! | recordings (HAR) into scenarios: reading, correlation, the file written | `har/mod.rs`, `har/read.rs`, `har/correlate.rs`, `har/write.rs` |
 //! | distributed runs: the master, the worker, placing partitions | `dist/mod.rs`, `dist/master.rs`, `dist/worker.rs`, `dist/share.rs` |
 //! | the master–worker link: framing, handshake, frames, the secret | `dist/link.rs`, `dist/wire.rs`, `dist/auth.rs` |
 //! | the built-in target: server, canned routes, JSON API | `target/mod.rs`, `target/routes.rs`, `target/api.rs` |
@@ -71,6 +72,7 @@ pub mod config;
 pub mod dist;
 pub mod engine;
 pub mod failure;
+pub mod har;
 pub mod http;
 pub mod keys;
 pub mod log;
@@ -237,6 +239,7 @@ pub fn main_with(cli: cli::Cli) -> Result<i32> {
         Some(cli::Command::Target(args)) => return commands::run_target(&args),
         Some(cli::Command::Demo(args)) => return commands::run_demo(&args),
         Some(cli::Command::Compare(args)) => return commands::run_compare(&args),
+        Some(cli::Command::Har(args)) => return commands::run_har(&args),
         None => cli.run,
     };
     log::configure(args.loglevel, args.logfile.as_deref()).map_err(|e| {
@@ -328,6 +331,14 @@ pub fn scenario_plan_from(args: &cli::RunArgs, source: Option<Sources>) -> Resul
         files: source.as_ref().map(|(_, files)| files.clone()),
     };
     let base = Plan::empty(workers, args.timeout.unwrap_or(config::DEFAULT_TIMEOUT));
+    let converted;
+    let source = match source {
+        None if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("har")) => {
+            converted = commands::har_text(path, &har::Options::default())?;
+            Some((converted.as_str(), Default::default()))
+        }
+        other => other,
+    };
     let compiled = match source {
         Some((text, _)) => scenario::compile_str(text, path, &overrides, base),
         None => scenario::load(path, &overrides, base),

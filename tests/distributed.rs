@@ -527,8 +527,22 @@ fn a_master_and_two_workers_on_hosts_of_their_own() {
         "master",
         &m,
         &[
-            "-f", scenario.to_str().unwrap(), "--master", "--master-bind-host", "10.233.0.1", "--secret", "ns-secret",
-            "--expect-workers", "2", "--headless", "-t", "3s", "-s", "5s", "--csv", csv.to_str().unwrap(),
+            "-f",
+            scenario.to_str().unwrap(),
+            "--master",
+            "--master-bind-host",
+            "10.233.0.1",
+            "--secret",
+            "ns-secret",
+            "--expect-workers",
+            "2",
+            "--headless",
+            "-t",
+            "3s",
+            "-s",
+            "5s",
+            "--csv",
+            csv.to_str().unwrap(),
         ],
     );
     let mut workers: Vec<Proc> = ["w1", "w2"]
@@ -536,7 +550,12 @@ fn a_master_and_two_workers_on_hosts_of_their_own() {
         .map(|role| {
             let w = netns(role);
             let w: Vec<&str> = w.iter().map(String::as_str).collect();
-            Proc::start_in(&dir, role, &w, &["--worker", "--master-host", "10.233.0.1", "--secret", "ns-secret", "--threads", "1"])
+            Proc::start_in(
+                &dir,
+                role,
+                &w,
+                &["--worker", "--master-host", "10.233.0.1", "--secret", "ns-secret", "--threads", "1"],
+            )
         })
         .collect();
     let (code, out) = master.wait(Duration::from_secs(60));
@@ -547,8 +566,10 @@ fn a_master_and_two_workers_on_hosts_of_their_own() {
     }
     // Every post the target stored was counted once, and only those (users finished their task
     // within the stop timeout: nothing was in flight at the end).
-    let get = "import urllib.request; print(urllib.request.urlopen('http://10.233.0.4:8080/api/stats').read().decode())";
-    let stats = Command::new("ip").args(["netns", "exec", &format!("{prefix}t"), "python3", "-c", get]).output().unwrap();
+    let get =
+        "import urllib.request; print(urllib.request.urlopen('http://10.233.0.4:8080/api/stats').read().decode())";
+    let stats =
+        Command::new("ip").args(["netns", "exec", &format!("{prefix}t"), "python3", "-c", get]).output().unwrap();
     let stored: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("the target's /api/stats");
     let table = read(&dir.join("run_stats.csv"));
     let counted = common::csv_count(&table, "POST", "/api/posts");

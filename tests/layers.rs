@@ -32,6 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("keys", &["engine", "config"]),
     ("target", &["runtime", "tls", "units"]),
     ("web", &["report", "units", "log"]),
+    ("har", &["units"]),
     // Distributed runs drive the engine on workers and the reporter on the master.
     ("dist", &["cli", "config", "engine", "stats", "report", "failure", "log", "units", "signal"]),
 ];

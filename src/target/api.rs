@@ -17,7 +17,11 @@
 //! | `GET /api/photos/ID` | 200 `{"id", "albumId", "title"}`, `albumId` = ⌈ID / 50⌉, IDs 1–5000 |
 //! | `GET /api/redirect?to=PATH` | 302 to PATH |
 //! | `GET /api/echo?…` (any method) | 200 the method, path, query, headers and body as JSON |
-//! | `GET /api/stats` | 200 counters: posts, comments, logins, logouts, authorized, and the usernames that logged in |
+//! | `GET /api/stats` | 200 counters: posts, comments, logins, logouts, authorized (requests with a valid session or bearer token), comments_same_login (comments made with the token their post was made with), and the usernames that logged in |
+//!
+//! Posts, comments and comment reads count a valid `Authorization: Bearer TOKEN` as authorized
+//! too. `GET /app/flow` (outside the API) is a small page that runs login → post → comment →
+//! read through these routes, for recording a browser session.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +46,9 @@ struct Store {
     logins: u64,
     logouts: u64,
     authorized: u64,
+    /// The token each post was created with; comments made with the token of their post.
+    post_tokens: Vec<Option<String>>,
+    comments_same_login: u64,
     /// Every username that logged in.
     usernames: std::collections::BTreeSet<String>,
 }
@@ -162,6 +169,7 @@ fn stats(_: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
             "logins": store.logins,
             "logouts": store.logouts,
             "authorized": store.authorized,
+            "comments_same_login": store.comments_same_login,
             "usernames": store.usernames.iter().collect::<Vec<_>>(),
         }),
     )
@@ -199,6 +207,15 @@ fn logout(request: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
     }
 }
 
+/// The request's valid bearer token, counted as an authorized request.
+fn bearer(request: &ApiRequest, store: &mut Store) -> Option<String> {
+    let token = request.header("authorization")?.strip_prefix("Bearer ")?.trim().to_string();
+    store.tokens.contains_key(&token).then(|| {
+        store.authorized += 1;
+        token
+    })
+}
+
 fn me(request: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
     let by_cookie = request.cookie("session").and_then(|s| store.sessions.get(s));
     let by_token = request
@@ -216,6 +233,8 @@ fn me(request: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
 
 fn create_post(request: &ApiRequest, store: &mut Store, _: &[&str]) -> ApiResponse {
     let body = request.json().unwrap_or(Value::Null);
+    let token = bearer(request, store);
+    store.post_tokens.push(token);
     let post = json!({
         "id": store.posts.len() + 1,
         "title": body.get("title").cloned().unwrap_or(Value::Null),
@@ -239,6 +258,10 @@ fn create_comment(request: &ApiRequest, store: &mut Store, ids: &[&str]) -> ApiR
         return not_found();
     };
     let body = request.json().unwrap_or(Value::Null);
+    let token = bearer(request, store);
+    if token.is_some() && store.post_tokens.get(post_id - 1) == Some(&token) {
+        store.comments_same_login += 1;
+    }
     let comment = json!({
         "id": store.comments.len() + 1,
         "postId": post_id,
@@ -254,7 +277,8 @@ fn post_comments(_: &ApiRequest, store: &mut Store, ids: &[&str]) -> ApiResponse
     reply(200, Value::Array(list))
 }
 
-fn get_comment(_: &ApiRequest, store: &mut Store, ids: &[&str]) -> ApiResponse {
+fn get_comment(request: &ApiRequest, store: &mut Store, ids: &[&str]) -> ApiResponse {
+    bearer(request, store);
     found(id(ids[0]).and_then(|i| store.comments.get(i.wrapping_sub(1))))
 }
 

@@ -27,8 +27,13 @@ pub struct Response {
     head_only: bool,
 }
 
+/// The page `scripts/record-har.py` records in a browser: log in, post, comment, read back.
+const FLOW_PAGE: &[u8] = include_bytes!("flow.html");
+
 enum Body {
     Static(&'static [u8]),
+    /// An HTML page (`/app/flow`).
+    Html(&'static [u8]),
     Text(String),
     /// The JSON API's answers: a body and extra header lines.
     Json(String, Vec<(&'static str, String)>),
@@ -116,6 +121,7 @@ fn route(path: &str, close: bool, head_only: bool) -> Action {
             Ok(code) if (200..=599).contains(&code) => Action::Reply(status_response(code, close, head_only)),
             _ => bad("expected /status/C with C from 200 to 599"),
         },
+        ("app", Some("flow")) => reply(200, Body::Html(FLOW_PAGE)),
         ("close", None) => {
             Action::Reply(Response { status: 200, body: Body::Static(b"bye\n"), close: true, head_only })
         }
@@ -134,7 +140,7 @@ impl Response {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         let length = match &self.body {
-            Body::Static(bytes) => Some(bytes.len()),
+            Body::Static(bytes) | Body::Html(bytes) => Some(bytes.len()),
             Body::Text(text) | Body::Json(text, _) => Some(text.len()),
             Body::Bytes(n) => Some(*n),
             Body::Chunked(_) => None,
@@ -151,13 +157,14 @@ impl Response {
                 }
                 out.extend_from_slice(b"Content-Type: application/json\r\n\r\n");
             }
+            Body::Html(_) => out.extend_from_slice(b"Content-Type: text/html; charset=utf-8\r\n\r\n"),
             _ => out.extend_from_slice(b"Content-Type: text/plain\r\n\r\n"),
         }
         if self.head_only || no_body {
             return;
         }
         match &self.body {
-            Body::Static(bytes) => out.extend_from_slice(bytes),
+            Body::Static(bytes) | Body::Html(bytes) => out.extend_from_slice(bytes),
             Body::Text(text) | Body::Json(text, _) => out.extend_from_slice(text.as_bytes()),
             Body::Bytes(n) => out.resize(out.len() + n, FILL),
             Body::Chunked(n) => write_chunked(out, *n),
