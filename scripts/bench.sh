@@ -24,6 +24,8 @@
 #                               # scraped every second vs none, alternating
 #   scripts/bench.sh dist       # the distributed protocol's cost: requests per CPU-second of
 #                               # --processes 2 (a master, 2 workers) vs one 2-thread process
+#   scripts/bench.sh har        # converting a ~50 MB recording of 10,000 entries: time and
+#                               # peak RSS against the file's size
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
 #                               # (benches/floor.rs), alternating; with BASELINE=PATH, also
@@ -367,6 +369,46 @@ TOML
       done
       awk '{c[$1]=$2} END {printf "ratio --processes 2 / one process: %.3f (bar: at least 0.95)\n\n", c["two"]/c["one"]}' "$WORK/dist_cps.txt"
       ;;
-    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open, https, web, outputs, dist)" >&2; exit 2 ;;
+    har)
+      # Converting a big recording: ENTRIES (default 10,000) entries of ~5 KB JSON responses
+      # (~50 MB), each POST's created id read back by the GET after it; wall time and peak RSS
+      # of `swarmer har`, against the file's size.
+      python3 - "$WORK/big.har" "${ENTRIES:-10000}" <<'PY'
+import json, sys, uuid
+path, n = sys.argv[1], int(sys.argv[2])
+headers = [{"name": k, "value": v} for k, v in [
+    (":authority", "shop.example"), ("accept", "application/json"), ("user-agent", "Mozilla/5.0 bench"),
+    ("sec-ch-ua", '"Chromium";v="120"'), ("sec-fetch-mode", "cors"), ("accept-language", "en")]]
+entries = []
+for i in range(n):
+    item = 100000 + i // 2
+    items = [{"id": 200000 + i * 31 + k, "sku": uuid.UUID(int=i * 31 + k).hex, "name": f"item {k}",
+              "description": "lorem ipsum dolor sit amet " * 3, "price": k * 3 + 0.5} for k in range(25)]
+    if i % 2 == 0:
+        request = {"method": "POST", "url": "https://shop.example/api/items", "headers": headers,
+                   "postData": {"mimeType": "application/json", "text": json.dumps({"name": f"thing {i}"})}}
+        body = {"id": item, "related": items}
+        status = 201
+    else:
+        request = {"method": "GET", "url": f"https://shop.example/api/items/{item}", "headers": headers}
+        body = {"id": item, "related": items}
+        status = 200
+    entries.append({"startedDateTime": f"2024-05-01T01:{i // 600 % 60:02d}:{i // 10 % 60:02d}.{i % 10}00Z", "time": 12,
+                    "_resourceType": "fetch", "request": request,
+                    "response": {"status": status, "headers": [{"name": "content-type", "value": "application/json"}],
+                                 "content": {"mimeType": "application/json", "text": json.dumps(body)}}})
+json.dump({"log": {"version": "1.2", "creator": {"name": "bench"}, "entries": entries}}, open(path, "w"))
+PY
+      size=$(stat -c %s "$WORK/big.har")
+      echo "== converting a recording: ${ENTRIES:-10000} entries, $((size / 1048576)) MiB ($RUNS runs)"
+      for i in $(seq "$RUNS"); do
+        /usr/bin/time -f "%e %M" -o "$WORK/har-time.txt" "$SWARMER" har "$WORK/big.har" -o "$WORK/big.toml"
+        read -r secs rss <"$WORK/har-time.txt"
+        awk -v s="$secs" -v r="$rss" -v f="$size" 'BEGIN {printf "%.2f s, peak RSS %.0f MiB = %.2fx the file\n", s, r / 1024, r * 1024 / f}'
+      done
+      echo "$(grep -c '^\[\[user.task.steps\]\]' "$WORK/big.toml") steps, $(grep -c '^capture' "$WORK/big.toml") captures written"
+      echo
+      ;;
+    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open, https, web, outputs, dist, har)" >&2; exit 2 ;;
   esac
 done

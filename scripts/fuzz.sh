@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the response parser and body framer (target `response`), the scenario loader (target
-# `scenario`) and the distributed master's frame decoder (target `frame`) for a bounded time
-# each, from the committed seeds in fuzz/corpus/. New inputs go to a scratch directory, so the committed corpus stays the seeds; a crash leaves its
-# input in fuzz/artifacts/TARGET/ and fails the script.
+# `scenario`), the distributed master's frame decoder (target `frame`) and the HAR converter
+# (target `har`) for a bounded time each, from the committed seeds in fuzz/corpus/. New inputs
+# go to a scratch directory, so the committed corpus stays the seeds; a crash leaves its input in
+# fuzz/artifacts/TARGET/ and fails the script.
 #
 #   scripts/fuzz.sh                 # 30 s per target (what CI runs)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh    # the 10-minute runs
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECONDS_EACH=${FUZZ_SECONDS:-30}
-TARGETS=${*:-response scenario frame}
+TARGETS=${*:-response scenario frame har}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 for target in $TARGETS; do
@@ -25,6 +26,7 @@ for target in $TARGETS; do
   [ "$target" = scenario ] && leaks=0
   # Decoded failure texts and abort places are interned (bounded, leaked once each).
   [ "$target" = frame ] && leaks=0
+  [ "$target" = har ] && leaks=0
   echo "== fuzzing $target for ${SECONDS_EACH}s"
   status=0
   ASAN_OPTIONS=detect_leaks=$leaks cargo fuzz run -O "$target" "$work" "corpus/$target" -- -max_total_time="$SECONDS_EACH" \

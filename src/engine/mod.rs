@@ -41,6 +41,7 @@ use crate::stats::Snapshot;
 
 pub use run::{Live, Run, POLL};
 pub use thread::{run_fixture, FixtureState};
+pub use worker::Thread;
 
 /// Starts one thread per worker, thread `i` running partition `i`. Each sends its snapshots on
 /// `snapshots` and takes spare ones back from its entry of `spares`; it exits when the run is
@@ -56,15 +57,6 @@ pub fn start(
         handles.push(start_thread(run.clone(), Thread { index, partition: index, core }, snapshots.clone(), spares)?);
     }
     Ok(handles)
-}
-
-/// Which worker thread: its index in this process (its snapshots' `worker`), the partition of
-/// the users it runs, the core it is pinned to.
-#[derive(Clone, Copy, Debug)]
-pub struct Thread {
-    pub index: usize,
-    pub partition: usize,
-    pub core: Option<usize>,
 }
 
 /// Starts one worker thread (a distributed worker starts one per partition it is given, also

@@ -15,7 +15,7 @@ use super::call::execute_call;
 use super::pacer;
 use super::run::{Run, POLL};
 use super::user::{User, ON_STOP_BOUND};
-use super::worker::Worker;
+use super::worker::{Thread, Worker};
 use crate::config::{Plan, Step};
 use crate::stats::Snapshot;
 
@@ -25,7 +25,7 @@ const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// The body of a worker thread.
 pub(crate) fn main(
-    thread: super::Thread,
+    thread: Thread,
     run: Arc<Run>,
     snapshots: Sender<Snapshot>,
     spares: Receiver<Snapshot>,
@@ -127,7 +127,7 @@ pub fn run_fixture(plan: Arc<Plan>, steps: &[Step], vars: Vec<serde_json::Value>
     let (snapshots, _) = crossbeam_channel::unbounded();
     let (_, spares) = crossbeam_channel::unbounded();
     let run = Arc::new(Run::new(plan.clone(), Default::default(), None));
-    let worker = Worker::new(run.clone(), super::Thread { index: 0, partition: 0, core: None }, snapshots, spares);
+    let worker = Worker::new(run.clone(), Thread { index: 0, partition: 0, core: None }, snapshots, spares);
     let result = crate::runtime::block_on(plan.io, plan.defer_taskrun, 256, |_| async {
         // Setup and teardown run as user 0 ({{ user_index }} is 0, data rows start at the first).
         let mut user = User::new(&worker, &plan, 0);

@@ -16,6 +16,15 @@ use crossbeam_channel::{Receiver, Sender};
 use super::run::Run;
 use crate::stats::{CoreStats, Snapshot};
 
+/// Which worker thread: its index in this process (its snapshots' `worker`), the partition of
+/// the users it runs, the core it is pinned to.
+#[derive(Clone, Copy, Debug)]
+pub struct Thread {
+    pub index: usize,
+    pub partition: usize,
+    pub core: Option<usize>,
+}
+
 pub(crate) struct Worker {
     pub run: Arc<Run>,
     /// The thread's index in this process (its snapshots' `worker`).
@@ -49,12 +58,7 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub fn new(
-        run: Arc<Run>,
-        thread: super::Thread,
-        snapshots: Sender<Snapshot>,
-        spares: Receiver<Snapshot>,
-    ) -> Worker {
+    pub fn new(run: Arc<Run>, thread: Thread, snapshots: Sender<Snapshot>, spares: Receiver<Snapshot>) -> Worker {
         let plan = &run.plan;
         let index = thread.index;
         let local_users = plan.users_of_worker(thread.partition).count();

@@ -5,7 +5,7 @@
 //! before any response produced it (a username it typed) is its own, not correlated; short and
 //! common values are never correlated.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -162,25 +162,52 @@ fn hidden_inputs(html: &str, out: &mut Vec<(String, Source)>) {
     }
 }
 
-/// Everything a request sends, as text to search for values the client already had.
-fn sent_text(exchange: &Exchange) -> String {
-    let mut text = exchange.target.clone();
-    for (_, v) in &exchange.headers {
-        text.push('\n');
-        text.push_str(v);
+/// The words a request sends: path segments, query values, header values (whole and split at
+/// spaces, commas, semicolons and `=`), JSON leaves, form values, and a text body's words. A
+/// value is used by the request when it is one of them.
+fn words(exchange: &Exchange) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let (path, query) = exchange.target.split_once('?').unwrap_or((&exchange.target, ""));
+    out.extend(path.split('/').map(str::to_string));
+    out.extend(query.split('&').filter_map(|pair| pair.split_once('=')).map(|(_, v)| v.to_string()));
+    let mut split = |text: &str| {
+        out.insert(text.to_string());
+        for piece in text.split([' ', ',', ';', '\t']) {
+            out.insert(piece.to_string());
+            out.extend(piece.split(['=', '&']).map(str::to_string));
+        }
+    };
+    for (_, value) in &exchange.headers {
+        split(value);
     }
     match &exchange.body {
-        Body::Json(json) => text.push_str(&json.to_string()),
-        Body::Form(pairs) => pairs.iter().for_each(|(k, v)| text.push_str(&format!("\n{k}={v}"))),
-        Body::Text { text: body, .. } => text.push_str(body),
+        Body::Json(json) => leaves(json, &mut out),
+        Body::Form(pairs) => out.extend(pairs.iter().map(|(_, v)| v.clone())),
+        Body::Text { text, .. } => {
+            out.extend(text.split(|c: char| c.is_whitespace() || "\"'<>&=,;()[]{}".contains(c)).map(str::to_string))
+        }
         Body::None => {}
     }
-    text
+    out.remove("");
+    out
 }
 
-/// Where `value` appears in what `exchange` sends (path segments, query values, header values,
-/// JSON leaves, form values, a text body).
-fn used_in(exchange: &Exchange, value: &str) -> Vec<String> {
+fn leaves(json: &Value, out: &mut HashSet<String>) {
+    match json {
+        Value::String(s) => {
+            out.insert(s.clone());
+        }
+        Value::Number(n) => {
+            out.insert(n.to_string());
+        }
+        Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+        Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
+        _ => {}
+    }
+}
+
+/// Where in `exchange` a value it sends sits (for comments): path, query, a header, the body.
+fn places(exchange: &Exchange, value: &str) -> Vec<String> {
     let mut places = Vec::new();
     let (path, query) = exchange.target.split_once('?').unwrap_or((&exchange.target, ""));
     if path.split('/').any(|segment| segment == value) {
@@ -190,46 +217,37 @@ fn used_in(exchange: &Exchange, value: &str) -> Vec<String> {
         places.push("query".to_string());
     }
     for (name, v) in &exchange.headers {
-        if v == value || (value.len() >= 8 && v.contains(value)) {
+        if v.contains(value) {
             places.push(format!("header {name}"));
         }
     }
-    match &exchange.body {
-        Body::Json(json) if json_has(json, value) => places.push("JSON body".to_string()),
-        Body::Form(pairs) if pairs.iter().any(|(_, v)| v == value) => places.push("form".to_string()),
-        Body::Text { text, .. } if value.len() >= 8 && text.contains(value) => places.push("body".to_string()),
-        _ => {}
-    }
+    let in_body = match &exchange.body {
+        Body::Json(json) => {
+            let mut set = HashSet::new();
+            leaves(json, &mut set);
+            set.contains(value).then_some("JSON body")
+        }
+        Body::Form(pairs) => pairs.iter().any(|(_, v)| v == value).then_some("form"),
+        Body::Text { text, .. } => text.contains(value).then_some("body"),
+        Body::None => None,
+    };
+    places.extend(in_body.map(str::to_string));
     places
-}
-
-fn json_has(json: &Value, value: &str) -> bool {
-    match json {
-        Value::String(s) => s == value,
-        Value::Number(n) => n.to_string() == value,
-        Value::Array(items) => items.iter().any(|v| json_has(v, value)),
-        Value::Object(map) => map.values().any(|v| json_has(v, value)),
-        _ => false,
-    }
 }
 
 /// The correlations of a recording: each value a later request sends that an earlier response
 /// produced first.
 pub fn correlate(exchanges: &[Exchange]) -> Vec<Capture> {
+    let sent: Vec<HashSet<String>> = exchanges.iter().map(words).collect();
+    let all_sent: HashSet<&str> = sent.iter().flatten().map(String::as_str).collect();
     // Value → (first producing step, source); values the client sent first are its own.
     let mut first: HashMap<String, (usize, Source)> = HashMap::new();
-    let mut client_sent = String::new();
-    let mut atoms: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut client: HashSet<&str> = HashSet::new();
     let mut order = Vec::new();
     for (i, exchange) in exchanges.iter().enumerate() {
-        let sent = sent_text(exchange);
-        atoms.extend(sent.split(|c: char| !(c.is_alphanumeric() || c == '_')).map(str::to_string));
-        client_sent.push_str(&sent);
-        client_sent.push('\n');
+        client.extend(sent[i].iter().map(String::as_str));
         for (value, source) in produced(exchange) {
-            // Sent whole (a word of what the client sent), or as a long piece of it.
-            let own = atoms.contains(&value) || (value.len() >= 8 && client_sent.contains(&value));
-            if first.contains_key(&value) || own {
+            if !all_sent.contains(value.as_str()) || client.contains(value.as_str()) || first.contains_key(&value) {
                 continue;
             }
             order.push(value.clone());
@@ -240,13 +258,10 @@ pub fn correlate(exchanges: &[Exchange]) -> Vec<Capture> {
     let mut names: HashMap<String, usize> = HashMap::new();
     for value in order {
         let (step, source) = first[&value].clone();
-        let uses: Vec<(usize, String)> = exchanges
-            .iter()
-            .enumerate()
-            .skip(step + 1)
-            .flat_map(|(j, e)| used_in(e, &value).into_iter().map(move |place| (j, place)))
+        let uses: Vec<(usize, String)> = (step + 1..exchanges.len())
+            .filter(|&j| sent[j].contains(&value))
+            .flat_map(|j| places(&exchanges[j], &value).into_iter().map(move |place| (j, place)))
             .collect();
-        // A cookie only sent back as a cookie is the jar's business.
         if uses.is_empty() {
             continue;
         }

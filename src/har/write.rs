@@ -38,7 +38,7 @@ impl Templater<'_> {
 
     fn within(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for c in self.mine().filter(|c| c.value.len() >= 8) {
+        for c in self.mine() {
             out = out.replace(&c.value, &format!("{{{{ {} }}}}", c.var));
         }
         if let Some(whole) = self.exact(text) {
