@@ -305,6 +305,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_defer_taskrun: bool,
 
+    /// Source addresses to connect from, user i from the (i mod n)-th: `127.0.0.2-127.0.0.40`,
+    /// `10.0.0.5,10.0.0.6`. Each (source, target) pair has ~28k ports; more connections to one
+    /// target need more sources.
+    #[arg(long, value_name = "LIST")]
+    pub source_addrs: Option<String>,
+
     #[command(flatten)]
     pub dist: DistArgs,
 

@@ -93,6 +93,9 @@ pub struct Plan {
     /// process (global user `i` is in partition `i % partitions`; a thread runs one partition).
     /// `None`: one partition per thread of this process, thread `i` running partition `i`.
     pub partitions: Option<usize>,
+    /// Source addresses user connections bind to (user i to the (i mod n)-th); empty: the
+    /// kernel picks.
+    pub source_addrs: Vec<std::net::IpAddr>,
     /// The data and body files the scenario read, by the path it gives and their bytes (a
     /// distributed master sends them to its workers).
     pub sources: Vec<(String, Vec<u8>)>,

@@ -60,7 +60,8 @@ fn a_recorded_browser_flow_replays_with_fresh_ids_and_tokens() {
     assert_eq!(stored["comments"].as_u64().unwrap(), posts);
     assert_eq!(stored["comments_same_login"].as_u64().unwrap(), posts, "{stored}");
     // Every request that sends the token carried a valid one: /me, the post, the comment, its read.
-    assert_eq!(stored["authorized"].as_u64().unwrap(), 4 * posts, "{stored}");
+    assert_eq!(stored["authorized"].as_u64().unwrap(), posts, "{stored}");
+    assert_eq!(stored["bearer"].as_u64().unwrap(), 3 * posts, "{stored}");
     assert_eq!(stored["logins"].as_u64().unwrap(), csv_count(&stats, "POST", "/api/login"));
     assert_eq!(requests, 6 * posts, "six requests per iteration\n{stats}");
     assert!(stats.contains("/api/posts/[post_id]/comments") && stats.contains("/api/comments/[comment_id]"), "{stats}");

@@ -80,6 +80,9 @@ impl Plan {
         self.output.json_stdout = args.json;
         self.output.json_file = args.json_file.clone();
         self.output.hdr_log = args.hdr_log.clone();
+        if let Some(list) = &args.source_addrs {
+            self.source_addrs = parse_source_addrs(list).map_err(|e| anyhow::anyhow!("--source-addrs {list}: {e}"))?;
+        }
         for text in &args.threshold {
             self.thresholds.push(Threshold::parse(text).map_err(|e| anyhow::anyhow!("--threshold {e}"))?);
         }
@@ -228,6 +231,7 @@ impl Plan {
             pipeline,
             workers,
             partitions: None,
+            source_addrs: Vec::new(),
             sources: Vec::new(),
             io: Io::Auto,
             defer_taskrun: true,
@@ -248,4 +252,40 @@ impl Plan {
             },
         }
     }
+}
+
+/// The most source addresses a run takes.
+const MAX_SOURCE_ADDRS: usize = 4096;
+
+/// `127.0.0.2-127.0.0.40,10.0.0.5`: addresses and inclusive IPv4 ranges, each one this machine
+/// can bind (checked here, so a typo fails before any traffic).
+pub fn parse_source_addrs(list: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut out = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |text: &str| text.trim().parse::<IpAddr>().map_err(|_| format!("{text}: not an IP address"));
+        match part.split_once('-') {
+            Some((from, to)) => {
+                let (IpAddr::V4(from), IpAddr::V4(to)) = (parse(from)?, parse(to)?) else {
+                    return Err(format!("{part}: ranges are IPv4 only"));
+                };
+                let (a, b) = (u32::from(from), u32::from(to));
+                if b < a || (b - a) as usize >= MAX_SOURCE_ADDRS {
+                    return Err(format!("{part}: expected a rising range of at most {MAX_SOURCE_ADDRS} addresses"));
+                }
+                out.extend((a..=b).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))));
+            }
+            None => out.push(parse(part)?),
+        }
+        if out.len() > MAX_SOURCE_ADDRS {
+            return Err(format!("more than {MAX_SOURCE_ADDRS} addresses"));
+        }
+    }
+    if out.is_empty() {
+        return Err("no address".into());
+    }
+    for ip in &out {
+        std::net::TcpListener::bind((*ip, 0)).map_err(|e| format!("{ip}: cannot be bound on this machine ({e})"))?;
+    }
+    Ok(out)
 }

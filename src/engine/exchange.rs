@@ -17,9 +17,14 @@ use crate::stats::CoreStats;
 
 /// A user's connections: one keep-alive `Conn` per (address, TLS target), made on first use.
 #[derive(Default)]
-pub(crate) struct Conns(Vec<Conn>);
+pub(crate) struct Conns(Vec<Conn>, Option<std::net::IpAddr>);
 
 impl Conns {
+    /// A user's connections, bound to `source` when given (`--source-addrs`).
+    pub fn from(source: Option<std::net::IpAddr>) -> Conns {
+        Conns(Vec::new(), source)
+    }
+
     /// Closes every connection (after a cancelled request: its state is unknown).
     pub fn close_all(&mut self) {
         self.0.iter_mut().for_each(Conn::close);
@@ -30,7 +35,9 @@ impl Conns {
         match self.0.iter().position(|c| c.addr() == addr && c.tls() == tls) {
             Some(index) => &mut self.0[index],
             None => {
-                self.0.push(Conn::with_tls(addr, tls.cloned()));
+                let mut conn = Conn::with_tls(addr, tls.cloned());
+                conn.source = self.1;
+                self.0.push(conn);
                 self.0.last_mut().expect("just pushed")
             }
         }

@@ -43,6 +43,8 @@ pub struct Exchange {
 
 pub struct Conn {
     addr: SocketAddr,
+    /// The address to connect from (`--source-addrs`); `None`: the kernel picks.
+    pub source: Option<std::net::IpAddr>,
     /// HTTPS: the TLS configuration and server name; the session lives in `reader.tls`.
     tls: Option<crate::tls::Target>,
     reader: Reader,
@@ -126,6 +128,7 @@ impl Conn {
     pub fn with_tls(addr: SocketAddr, tls: Option<crate::tls::Target>) -> Conn {
         Conn {
             addr,
+            source: None,
             tls,
             reader: Reader {
                 half: None,
@@ -164,8 +167,11 @@ impl Conn {
     pub async fn connect(&mut self, timeout: Duration) -> Result<(), Failure> {
         self.close();
         let connecting = async {
-            let mut stream =
-                TcpStream::connect_addr(self.addr).await.map_err(|err| Failure::from_io(&err, Failure::Connect))?;
+            let stream = match self.source {
+                Some(source) => connect_from(source, self.addr).await,
+                None => TcpStream::connect_addr(self.addr).await,
+            };
+            let mut stream = stream.map_err(|err| Failure::from_io(&err, Failure::Connect))?;
             stream.set_nodelay(true).map_err(|err| Failure::from_io(&err, Failure::Connect))?;
             let session = match &self.tls {
                 Some(target) => {
@@ -440,4 +446,48 @@ fn tls_failure(err: &crate::tls::TlsError, io: fn(i32) -> Failure) -> Failure {
 
 fn millis(d: Duration) -> u32 {
     d.as_millis().min(u128::from(u32::MAX)) as u32
+}
+
+/// Connects to `addr` from `source` (any port: IP_BIND_ADDRESS_NO_PORT leaves the port to the
+/// connect, so each source address has its own ~28k ports per destination).
+async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+    let yes: libc::c_int = 1;
+    // SAFETY: a plain int option on a socket we own; failure only means the kernel may pick a
+    // port at bind time (still correct, fewer ports).
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &yes as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    stream.writable(false).await?;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let mut error: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_ERROR into an int we own.
+    unsafe {
+        libc::getsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut error as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        );
+    }
+    match error {
+        0 => Ok(stream),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
 }

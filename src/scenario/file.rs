@@ -126,8 +126,6 @@ pub struct TaskDef {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
-    /// A pause instead of a request (no other key with it).
-    pub sleep: Option<Spanned<DurationDef>>,
     pub get: Option<Spanned<String>>,
     pub post: Option<Spanned<String>>,
     pub put: Option<Spanned<String>>,
@@ -135,6 +133,8 @@ pub struct StepDef {
     pub delete: Option<Spanned<String>>,
     pub head: Option<Spanned<String>>,
     pub options: Option<Spanned<String>>,
+    /// A pause instead of a request (no other key with it).
+    pub sleep: Option<Spanned<DurationDef>>,
     pub name: Option<String>,
     #[serde(default)]
     pub query: BTreeMap<String, Spanned<toml::Value>>,
