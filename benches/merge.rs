@@ -41,6 +41,7 @@ fn main() {
         heartbeat_timeout: Duration::from_secs(10),
         print_workers: false,
         watch_signals: false,
+        security: Default::default(),
     };
     let max_us = plan.histogram_max_us();
     let plan = Arc::new(plan);

@@ -377,6 +377,20 @@ pub struct DistArgs {
     /// Master: print a line per worker (state, users, CPU, requests) with every table.
     #[arg(long)]
     pub print_workers: bool,
+
+    /// Master: serve the link to workers over TLS with this certificate chain (PEM); needs
+    /// --master-tls-key.
+    #[arg(long, value_name = "FILE", requires = "master_tls_key")]
+    pub master_tls_cert: Option<PathBuf>,
+
+    /// Master: the private key (PEM) of --master-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "master_tls_cert")]
+    pub master_tls_key: Option<PathBuf>,
+
+    /// Worker: reach the master over TLS, trusting this CA (PEM) beside the system's roots; the
+    /// master's certificate must name --master-host.
+    #[arg(long, value_name = "FILE")]
+    pub master_ca_cert: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

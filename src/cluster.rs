@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 
 use crate::config::Plan;
-use crate::dist::{master, worker};
+use crate::dist::{link, master, worker};
 use crate::log::Level;
 use crate::{cli, engine, report, scenario_plan_from, signal, usage, EXIT_NO_START, EXIT_USAGE};
 
@@ -54,6 +54,7 @@ fn master_on(args: &cli::RunArgs, listener: TcpListener) -> Result<i32> {
         heartbeat_timeout: args.dist.heartbeat_timeout,
         print_workers: args.dist.print_workers,
         watch_signals: true,
+        security: master_security(args)?,
     };
     signal::install();
     let plan = Arc::new(plan);
@@ -87,7 +88,38 @@ fn bind(args: &cli::RunArgs) -> Result<TcpListener> {
             &format!("warning: the master listens on {ip} without --secret: anyone who reaches the port can join"),
         );
     }
+    if !ip.is_loopback() && dist.master_tls_cert.is_none() {
+        report::notice(
+            Level::Warning,
+            &format!("warning: the link on {ip} is not encrypted (--master-tls-cert/--master-tls-key encrypt it)"),
+        );
+    }
     Ok(listener)
+}
+
+/// The master's TLS (`--master-tls-cert/-key`), or plain TCP.
+fn master_security(args: &cli::RunArgs) -> Result<link::Security> {
+    let (Some(cert), Some(key)) = (&args.dist.master_tls_cert, &args.dist.master_tls_key) else {
+        return Ok(link::Security::Plain);
+    };
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| usage(anyhow!("{flag} {}: {e}", path.display())))
+    };
+    let config = crate::tls::server_config(&read("--master-tls-cert", cert)?, &read("--master-tls-key", key)?, None)
+        .map_err(|e| usage(anyhow!("--master-tls-cert {}: {e}", cert.display())))?;
+    Ok(link::Security::Server(config))
+}
+
+/// A worker's TLS to its master (`--master-ca-cert`), or plain TCP.
+fn worker_security(args: &cli::RunArgs) -> Result<link::Security> {
+    let Some(ca) = &args.dist.master_ca_cert else { return Ok(link::Security::Plain) };
+    let options = crate::tls::ClientOptions { ca_cert: Some(ca.clone()), ..Default::default() };
+    let config =
+        crate::tls::client_config(&options).map_err(|e| usage(anyhow!("--master-ca-cert {}: {e}", ca.display())))?;
+    let host = &args.dist.master_host;
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|_| usage(anyhow!("--master-host {host}: not a name TLS can check")))?;
+    Ok(link::Security::Client(config, name))
 }
 
 fn secret(args: &cli::RunArgs) -> Option<String> {
@@ -135,6 +167,7 @@ pub(crate) fn run_worker(args: &cli::RunArgs) -> Result<i32> {
         heartbeat_timeout: args.dist.heartbeat_timeout,
         cores,
         connect_for: args.dist.expect_workers_max_wait,
+        security: worker_security(args)?,
     };
     let compile = |bundle: &worker::Bundle| compile(bundle, args);
     Ok(match worker::run(&options, &compile) {

@@ -579,3 +579,72 @@ fn a_master_and_two_workers_on_hosts_of_their_own() {
     let workers_csv = read(&dir.join("run_workers.csv"));
     assert!(workers_csv.contains("10.233.0.2:") && workers_csv.contains("10.233.0.3:"), "{workers_csv}");
 }
+
+#[test]
+fn the_link_runs_over_tls_and_a_plain_worker_is_refused() {
+    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let dir = tempdir("dist-tls");
+    let port = free_port().to_string();
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let (cert, key, ca) = (tls.join("server.pem"), tls.join("server.key"), tls.join("ca.pem"));
+    let prefix = dir.join("run");
+    let url = format!("http://{}/", server.addr);
+    let mut master = Proc::start(
+        &dir,
+        "master",
+        &[
+            "--master",
+            "--master-bind-port",
+            &port,
+            "--master-tls-cert",
+            cert.to_str().unwrap(),
+            "--master-tls-key",
+            key.to_str().unwrap(),
+            "--secret",
+            "over-tls",
+            "-u",
+            "4",
+            "-r",
+            "100",
+            "-t",
+            "2s",
+            "-s",
+            "5s",
+            "--csv",
+            prefix.to_str().unwrap(),
+            &url,
+        ],
+    );
+    wait_for(&master, "listening on", Duration::from_secs(10));
+    // A worker speaking plain TCP to a TLS master: refused, and the master says why.
+    let mut plain = Proc::start(
+        &dir,
+        "plain",
+        &["--worker", "--master-port", &port, "--secret", "over-tls", "--heartbeat-timeout", "2s"],
+    );
+    let (code, out) = plain.wait(Duration::from_secs(15));
+    assert_ne!(code, 0, "{out}");
+    wait_for(&master, "start the worker with --master-ca-cert", Duration::from_secs(10));
+    // The same worker over TLS, checking the master's certificate for "localhost".
+    let mut worker = Proc::start(
+        &dir,
+        "tls",
+        &[
+            "--worker",
+            "--master-host",
+            "localhost",
+            "--master-port",
+            &port,
+            "--master-ca-cert",
+            ca.to_str().unwrap(),
+            "--secret",
+            "over-tls",
+            "--threads",
+            "1",
+        ],
+    );
+    let (code, out) = master.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(worker.wait(Duration::from_secs(10)).0, 0, "{}", worker.output());
+    assert_eq!(aggregated_count(&read(&dir.join("run_stats.csv"))), server.served());
+}

@@ -34,7 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("web", &["report", "units", "log"]),
     ("har", &["units"]),
     // Distributed runs drive the engine on workers and the reporter on the master.
-    ("dist", &["cli", "config", "engine", "stats", "report", "failure", "log", "units", "signal"]),
+    ("dist", &["cli", "config", "engine", "stats", "report", "failure", "log", "units", "signal", "tls"]),
 ];
 
 fn root() -> PathBuf {

@@ -1,11 +1,14 @@
-//! One master–worker connection: framed messages over TCP, a writer any thread may use, reads
-//! that fail after the heartbeat timeout, and the handshake each side runs first (versions,
-//! then the secret's challenge-response; see `auth`).
+//! One master–worker connection: framed messages over TCP (or TLS, with rustls), a writer any
+//! thread may use, reads that fail after the heartbeat timeout, and the handshake each side runs
+//! first (versions, then the secret's challenge-response; see `auth`).
+//!
+//! Over TLS both directions share one rustls connection behind a lock: the reader holds it for
+//! at most `TLS_POLL` at a time (the socket's read timeout), so a writer waits at most that long.
 
-use std::io::{BufReader, ErrorKind};
+use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::auth::{self, Role};
 use super::wire::{self, Message, PROTOCOL};
@@ -13,28 +16,69 @@ use super::wire::{self, Message, PROTOCOL};
 /// swarmer's version, which master and workers must share.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How long a TLS link's reader holds the connection while waiting for bytes.
+const TLS_POLL: Duration = Duration::from_millis(20);
+
+/// Both directions of a connection (plain TCP, or rustls over it).
+trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
+/// Plain TCP, or TLS as the master (`--master-tls-cert/-key`) or a worker (`--master-ca-cert`).
+#[derive(Clone, Default)]
+pub enum Security {
+    #[default]
+    Plain,
+    Server(Arc<rustls::ServerConfig>),
+    Client(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>),
+}
+
 /// The sending half of a link, shared by the threads that write to it.
 #[derive(Clone)]
 pub struct Sender {
-    stream: Arc<Mutex<TcpStream>>,
+    stream: Arc<Mutex<Box<dyn Duplex>>>,
+    socket: Arc<TcpStream>,
 }
 
 impl Sender {
     pub fn send(&self, message: &Message) -> std::io::Result<()> {
         let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        wire::write(&mut *stream, message)
+        wire::write(&mut *stream, message)?;
+        stream.flush()
     }
 
     /// Closes both directions: the peer reads the end, our reader wakes.
     pub fn close(&self) {
-        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A TLS link's reading side: takes the shared connection for one short read at a time.
+struct Shared {
+    inner: Arc<Mutex<Box<dyn Duplex>>>,
+    timeout: Duration,
+}
+
+impl Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = Instant::now();
+        loop {
+            let result = self.inner.lock().unwrap_or_else(|e| e.into_inner()).read(buf);
+            match result {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if start.elapsed() >= self.timeout {
+                        return Err(e);
+                    }
+                    std::thread::yield_now();
+                }
+                other => return other,
+            }
+        }
     }
 }
 
 /// A connection's reading half and a sender for it.
 pub struct Link {
-    reader: BufReader<TcpStream>,
+    reader: Box<dyn Read + Send>,
     pub sender: Sender,
     pub peer: SocketAddr,
 }
@@ -42,12 +86,40 @@ pub struct Link {
 impl Link {
     /// Wraps `stream`; a read waits at most `timeout` (the heartbeat timeout) for a message.
     pub fn new(stream: TcpStream, timeout: Duration) -> std::io::Result<Link> {
+        Link::secured(stream, timeout, &Security::Plain)
+    }
+
+    /// `new`, over TLS when `security` says so.
+    pub fn secured(stream: TcpStream, timeout: Duration, security: &Security) -> std::io::Result<Link> {
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout.max(Duration::from_secs(1)) * 4))?;
         let peer = stream.peer_addr()?;
-        let writer = stream.try_clone()?;
-        Ok(Link { reader: BufReader::new(stream), sender: Sender { stream: Arc::new(Mutex::new(writer)) }, peer })
+        let socket = Arc::new(stream.try_clone()?);
+        let tls: Option<Box<dyn Duplex>> = match security {
+            Security::Plain => None,
+            Security::Server(config) => {
+                let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+                Some(Box::new(rustls::StreamOwned::new(conn, stream.try_clone()?)))
+            }
+            Security::Client(config, name) => {
+                let conn =
+                    rustls::ClientConnection::new(config.clone(), name.clone()).map_err(std::io::Error::other)?;
+                Some(Box::new(rustls::StreamOwned::new(conn, stream.try_clone()?)))
+            }
+        };
+        let (reader, writer): (Box<dyn Read + Send>, Arc<Mutex<Box<dyn Duplex>>>) = match tls {
+            None => {
+                stream.set_read_timeout(Some(timeout))?;
+                let writer: Box<dyn Duplex> = Box::new(stream.try_clone()?);
+                (Box::new(BufReader::new(stream)), Arc::new(Mutex::new(writer)))
+            }
+            Some(both) => {
+                stream.set_read_timeout(Some(TLS_POLL))?;
+                let shared = Arc::new(Mutex::new(both));
+                (Box::new(Shared { inner: shared.clone(), timeout }), shared)
+            }
+        };
+        Ok(Link { reader, sender: Sender { stream: writer, socket }, peer })
     }
 
     /// The next message; an error says why there is none (the end of the stream, silence past

@@ -45,6 +45,8 @@ pub struct Options {
     pub print_workers: bool,
     /// Follow SIGINT/SIGTERM (first: stop; second: stop now).
     pub watch_signals: bool,
+    /// Plain TCP or TLS (`--master-tls-cert/-key`).
+    pub security: link::Security,
 }
 
 /// What the threads tell the coordinator.
@@ -109,13 +111,14 @@ pub fn run(plan: Arc<Plan>, bundle: Bundle, options: Options) -> Result<Summary>
 fn accept(listener: TcpListener, events: Sender<Event>, plan: &Plan, options: &Options) {
     let (endpoints, max_us) = (plan.endpoints.len(), plan.histogram_max_us());
     let (secret, timeout) = (options.secret.clone(), options.heartbeat_timeout);
+    let security = options.security.clone();
     let spawn = std::thread::Builder::new().name("swarmer-master-accept".into()).spawn(move || {
         for (id, stream) in listener.incoming().enumerate() {
             let Ok(stream) = stream else { continue };
-            let (events, secret) = (events.clone(), secret.clone());
+            let (events, secret, security) = (events.clone(), secret.clone(), security.clone());
             let _ = std::thread::Builder::new()
                 .name(format!("swarmer-master-link-{id}"))
-                .spawn(move || serve(id, stream, secret.as_deref(), timeout, (endpoints, max_us), events));
+                .spawn(move || serve(id, stream, (secret.as_deref(), &security), timeout, (endpoints, max_us), events));
         }
     });
     spawn.expect("a thread can be started");
@@ -125,19 +128,27 @@ fn accept(listener: TcpListener, events: Sender<Event>, plan: &Plan, options: &O
 fn serve(
     id: usize,
     stream: std::net::TcpStream,
-    secret: Option<&str>,
+    (secret, security): (Option<&str>, &link::Security),
     timeout: Duration,
     (endpoints, max_us): (usize, u64),
     events: Sender<Event>,
 ) {
     let peer = stream.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string());
-    let mut link = match Link::new(stream, timeout) {
+    let mut link = match Link::secured(stream, timeout, security) {
         Ok(link) => link,
         Err(e) => return notice(Level::Warning, &format!("swarmer master: {peer}: {e}")),
     };
     let info = match link::admit(&mut link, secret) {
         Ok(info) => info,
-        Err(reason) => return notice(Level::Warning, &format!("swarmer master: refused {peer}: {reason}")),
+        Err(reason) => {
+            let hint = match security {
+                link::Security::Server(_) if reason.contains("corrupt message") || reason.contains("malformed") => {
+                    " (the link is TLS: start the worker with --master-ca-cert)"
+                }
+                _ => "",
+            };
+            return notice(Level::Warning, &format!("swarmer master: refused {peer}: {reason}{hint}"));
+        }
     };
     let _ = events.send(Event::Joined { id, info, sender: link.sender.clone(), peer: link.peer });
     loop {

@@ -40,6 +40,8 @@ pub struct Options {
     pub cores: usize,
     /// How long to keep trying to reach the master.
     pub connect_for: Duration,
+    /// Plain TCP or TLS (`--master-ca-cert`).
+    pub security: link::Security,
 }
 
 /// What ended a worker.
@@ -104,7 +106,10 @@ fn connect(options: &Options) -> Result<Link, String> {
     };
     loop {
         let error = match TcpStream::connect(&target) {
-            Ok(stream) => return Link::new(stream, options.heartbeat_timeout).map_err(|e| format!("{target}: {e}")),
+            Ok(stream) => {
+                return Link::secured(stream, options.heartbeat_timeout, &options.security)
+                    .map_err(|e| format!("{target}: {e}"))
+            }
             Err(e) => e,
         };
         if Instant::now() >= until {
