@@ -23,6 +23,9 @@ const TLS_POLL: Duration = Duration::from_millis(20);
 trait Duplex: Read + Write + Send {}
 impl<T: Read + Write + Send> Duplex for T {}
 
+/// The writing side every sender of a link locks.
+type Writer = Arc<Mutex<Box<dyn Duplex>>>;
+
 /// Plain TCP, or TLS as the master (`--master-tls-cert/-key`) or a worker (`--master-ca-cert`).
 #[derive(Clone, Default)]
 pub enum Security {
@@ -35,7 +38,7 @@ pub enum Security {
 /// The sending half of a link, shared by the threads that write to it.
 #[derive(Clone)]
 pub struct Sender {
-    stream: Arc<Mutex<Box<dyn Duplex>>>,
+    stream: Writer,
     socket: Arc<TcpStream>,
 }
 
@@ -54,7 +57,7 @@ impl Sender {
 
 /// A TLS link's reading side: takes the shared connection for one short read at a time.
 struct Shared {
-    inner: Arc<Mutex<Box<dyn Duplex>>>,
+    inner: Writer,
     timeout: Duration,
 }
 
@@ -107,7 +110,7 @@ impl Link {
                 Some(Box::new(rustls::StreamOwned::new(conn, stream.try_clone()?)))
             }
         };
-        let (reader, writer): (Box<dyn Read + Send>, Arc<Mutex<Box<dyn Duplex>>>) = match tls {
+        let (reader, writer): (Box<dyn Read + Send>, Writer) = match tls {
             None => {
                 stream.set_read_timeout(Some(timeout))?;
                 let writer: Box<dyn Duplex> = Box::new(stream.try_clone()?);
