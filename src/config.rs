@@ -49,6 +49,24 @@ pub struct Output {
     pub hdr_log: Option<PathBuf>,
 }
 
+impl Default for Output {
+    /// Tables every 2 s, exit code 1 on a failure, no files.
+    fn default() -> Output {
+        Output {
+            only_summary: false,
+            csv_prefix: None,
+            csv_full_history: false,
+            exit_code_on_error: 1,
+            print_every: Duration::from_secs(2),
+            abort_on_threshold: false,
+            html: None,
+            json_stdout: false,
+            json_file: None,
+            hdr_log: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub user_types: Vec<UserType>,

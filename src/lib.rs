@@ -13,7 +13,7 @@
 //! | the web UI's runs: serve, start from the form, steer | `session.rs` |
 //! | the subcommands: target, demo, compare | `commands.rs` |
 //! | distributed runs composed: master, worker, `--processes` | `cluster.rs` |
-//! | flags (Locust names) | `cli.rs` |
+//! | flags (Locust names); distributed runs' flags | `cli.rs`, `cli/dist.rs` |
 //! | flags from config files and `SWARMER_*` variables | `cli/conf.rs` |
 //! | durations, counts, rates | `units.rs` |
 //! | the validated plan of a run, its limits and workers | `config.rs` |
@@ -48,7 +48,7 @@
 //! | the log: levels, `--logfile` | `log.rs` |
 //! | runtime construction (io_uring flags, epoll), precise timer | `runtime.rs` |
 //! | per-core histograms and snapshots | `stats/mod.rs` |
-//! | merging, the final summary | `report/mod.rs` |
+//! | merging, the final summary; the numbers every report reads | `report/mod.rs`, `report/results.rs` |
 //! | banner, users line, first errors, final notes; task ratios (`--list`) | `report/status.rs`, `report/ratios.rs` |
 //! | console tables, CSV files, number formats | `report/console.rs`, `report/csv.rs`, `report/format.rs` |
 //! | thresholds judged | `report/thresholds.rs` |
@@ -58,8 +58,8 @@
 //! | the web UI's server, routes (Locust's API, events), credentials and origins | `web/mod.rs`, `web/routes.rs`, `web/guard.rs` |
 //! | live control keys, signals | `keys.rs`, `signal.rs` |
 //! | recordings (HAR) into scenarios: reading, correlation, the file written | `har/mod.rs`, `har/read.rs`, `har/correlate.rs`, `har/write.rs` |
-//! | distributed runs: the master, the worker, placing partitions | `dist/mod.rs`, `dist/master.rs`, `dist/worker.rs`, `dist/share.rs` |
-//! | the master–worker link: framing, handshake, frames, the secret | `dist/link.rs`, `dist/wire.rs`, `dist/auth.rs` |
+//! | distributed runs: the master, its listener, the worker, placing partitions | `dist/mod.rs`, `dist/master.rs`, `dist/listen.rs`, `dist/worker.rs`, `dist/share.rs` |
+//! | the master–worker link: framing, handshake, frames, snapshots, the secret | `dist/link.rs`, `dist/wire.rs`, `dist/snapshot.rs`, `dist/auth.rs` |
 //! | the built-in target: server, canned routes, JSON API | `target/mod.rs`, `target/routes.rs`, `target/api.rs` |
 //!
 //! `run` is the one composition root: start the reporter, start the engine, wait, return the

@@ -89,6 +89,22 @@ pub fn with_settings(
             Variable::Skip => {}
         }
     }
+    let (added, sources) = as_flags(&entries, &matches, &command);
+    let mut out = Vec::with_capacity(argv.len() + added.len());
+    let mut typed = argv.into_iter();
+    out.extend(typed.next());
+    out.extend(added);
+    out.extend(typed);
+    Ok(Settings { argv: out, sources, warnings })
+}
+
+/// The settings the command line did not give, as flags (`--users 10`, a switch when true),
+/// and where each came from.
+fn as_flags(
+    entries: &BTreeMap<String, Entry>,
+    matches: &clap::ArgMatches,
+    command: &clap::Command,
+) -> (Vec<OsString>, Vec<String>) {
     let mut added = Vec::new();
     let mut sources = Vec::new();
     for entry in entries.values() {
@@ -109,12 +125,7 @@ pub fn with_settings(
         }
         sources.push(format!("{flag} from {}", entry.origin));
     }
-    let mut out = Vec::with_capacity(argv.len() + added.len());
-    let mut typed = argv.into_iter();
-    out.extend(typed.next());
-    out.extend(added);
-    out.extend(typed);
-    Ok(Settings { argv: out, sources, warnings })
+    (added, sources)
 }
 
 /// The entries of a config file, each checked.

@@ -238,18 +238,7 @@ impl Plan {
             tick: Duration::from_secs(1),
             seed: rand::random(),
             origin: format!("GET {}://{}{}", if url.tls { "https" } else { "http" }, url.authority(), url.target),
-            output: Output {
-                only_summary: false,
-                csv_prefix: None,
-                csv_full_history: false,
-                exit_code_on_error: 1,
-                print_every: Duration::from_secs(2),
-                abort_on_threshold: false,
-                html: None,
-                json_stdout: false,
-                json_file: None,
-                hdr_log: None,
-            },
+            output: Output::default(),
         }
     }
 }

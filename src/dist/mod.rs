@@ -4,11 +4,13 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `master.rs` | listening, admitting workers, placing partitions, the merge feed, losses |
+//! | `master.rs` | the coordinator: waiting for workers, placing partitions, the merge feed, losses |
+//! | `listen.rs` | the master's listener: accepting, the handshake, each worker's frames read |
 //! | `worker.rs` | connecting, taking the run, the engine threads, forwarding snapshots |
 //! | `share.rs` | which worker runs which partitions (in proportion to cores) |
 //! | `link.rs` | one framed connection: handshake, heartbeats, reading with a deadline |
 //! | `wire.rs` | the frames and their encoding |
+//! | `snapshot.rs` | a snapshot on the wire, and the check that it fits the plan |
 //! | `auth.rs` | the secret's challenge-response |
 //!
 //! The users of a run are split into partitions (one per worker thread across all workers, global
@@ -19,7 +21,9 @@
 
 pub mod auth;
 pub mod link;
+mod listen;
 pub mod master;
 pub mod share;
+mod snapshot;
 pub mod wire;
 pub mod worker;
