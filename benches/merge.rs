@@ -42,6 +42,9 @@ fn main() {
         print_workers: false,
         watch_signals: false,
         security: Default::default(),
+        board: None,
+        stop: Default::default(),
+        metrics: None,
     };
     let max_us = plan.histogram_max_us();
     let plan = Arc::new(plan);
@@ -85,7 +88,7 @@ fn main() {
 /// One simulated worker: the real handshake, then a snapshot of its partition every second.
 fn simulate(port: u16, seconds: u64, max_us: u64, seed: u64, sent: &AtomicU64, snapshot_bytes: &AtomicU64) {
     let mut link = Link::new(TcpStream::connect(("127.0.0.1", port)).unwrap(), Duration::from_secs(30)).unwrap();
-    link::join(&mut link, None, 1).unwrap();
+    link::join(&mut link, None, 1, Instant::now() + Duration::from_secs(30)).unwrap();
     let Ok(Message::Bundle { .. }) = link.recv() else { panic!("no run") };
     link.send(&Message::Heartbeat { users: 0, cpu_permille: 0 }).unwrap();
     let partition = loop {

@@ -24,16 +24,20 @@ pub(crate) fn run_master(args: &cli::RunArgs) -> Result<i32> {
 }
 
 fn master_on(args: &cli::RunArgs, listener: TcpListener) -> Result<i32> {
-    let mut plan = match &args.scenario {
+    let plan = match &args.scenario {
         Some(_) => crate::scenario_plan(args)?,
         None => Plan::from_cli(args).map_err(usage)?,
     };
     if crate::session::wants_ui(args, &plan) {
-        report::notice(
-            Level::Warning,
-            "warning: the web UI does not drive distributed runs yet; the master runs headless",
-        );
+        let run = |plan: Plan, ui: crate::session::Ui| master_run(args, plan, listener.try_clone()?, ui);
+        return crate::session::serve_once(args, plan, &run);
     }
+    let metrics = crate::metrics_server(args)?;
+    master_run(args, plan, listener, crate::session::Ui { metrics, ..Default::default() })
+}
+
+/// One distributed run of `plan`: `setup` here, the bundle out, the merge, `teardown` here.
+fn master_run(args: &cli::RunArgs, mut plan: Plan, listener: TcpListener, ui: crate::session::Ui) -> Result<i32> {
     let fixture = run_setup(&mut plan)?;
     let teardown = std::mem::take(&mut plan.teardown);
     let bundle = master::Bundle {
@@ -45,6 +49,7 @@ fn master_on(args: &cli::RunArgs, listener: TcpListener) -> Result<i32> {
         files: plan.sources.clone(),
         seed: plan.seed,
         fixture,
+        form: ui.swarm.as_ref().map(form_json).unwrap_or_default(),
     };
     let options = master::Options {
         listener,
@@ -55,6 +60,9 @@ fn master_on(args: &cli::RunArgs, listener: TcpListener) -> Result<i32> {
         print_workers: args.dist.print_workers,
         watch_signals: true,
         security: master_security(args)?,
+        board: ui.board,
+        stop: ui.stop,
+        metrics: ui.metrics,
     };
     signal::install();
     let plan = Arc::new(plan);
@@ -183,9 +191,36 @@ pub(crate) fn run_worker(args: &cli::RunArgs) -> Result<i32> {
     })
 }
 
+/// The web UI form's fields as the bundle carries them.
+fn form_json(swarm: &crate::web::Swarm) -> String {
+    serde_json::json!({
+        "users": swarm.users,
+        "spawn_rate": swarm.spawn_rate,
+        "rate": swarm.rate,
+        "host": swarm.host,
+        "run_time_ms": swarm.run_time.map(|t| t.as_millis() as u64),
+    })
+    .to_string()
+}
+
+/// The form back from the bundle.
+fn form_of(json: &str) -> Result<crate::web::Swarm> {
+    let v: serde_json::Value = serde_json::from_str(json).context("the master's form")?;
+    Ok(crate::web::Swarm {
+        users: v["users"].as_u64(),
+        spawn_rate: v["spawn_rate"].as_f64(),
+        rate: v["rate"].as_f64(),
+        host: v["host"].as_str().map(str::to_string),
+        run_time: v["run_time_ms"].as_u64().map(Duration::from_millis),
+    })
+}
+
 /// A master's bundle as this worker's plan.
 fn compile(bundle: &worker::Bundle, own: &cli::RunArgs) -> Result<Plan> {
-    let args = worker::worker_args(bundle, own)?;
+    let mut args = worker::worker_args(bundle, own)?;
+    if !bundle.form.is_empty() {
+        args = crate::session::form_args(&args, &form_of(&bundle.form)?);
+    }
     let mut plan = match &bundle.scenario {
         Some((_, text)) => scenario_plan_from(&args, Some((text, bundle.files.clone())))?,
         None => Plan::from_cli(&args)?,

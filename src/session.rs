@@ -39,6 +39,18 @@ pub(crate) fn wants_ui(args: &cli::RunArgs, plan: &Plan) -> bool {
 
 /// The plan of a run from the command line and, from the web UI's form, what it changed.
 fn plan_with(args: &cli::RunArgs, swarm: &web::Swarm) -> Result<Plan> {
+    let args = form_args(args, swarm);
+    let mut plan = match args.scenario.is_some() {
+        true => scenario_plan(&args)?,
+        false => Plan::from_cli(&args).map_err(usage)?,
+    };
+    plan.enable_live_control();
+    Ok(plan)
+}
+
+/// The command line with the web UI's form applied (a distributed master's workers apply the
+/// same form to the master's command line).
+pub(crate) fn form_args(args: &cli::RunArgs, swarm: &web::Swarm) -> cli::RunArgs {
     let mut args = args.clone();
     if swarm.rate.is_some() {
         args.rate = swarm.rate;
@@ -57,12 +69,94 @@ fn plan_with(args: &cli::RunArgs, swarm: &web::Swarm) -> Result<Plan> {
             false => args.url = Some(host.clone()),
         }
     }
-    let mut plan = match args.scenario.is_some() {
-        true => scenario_plan(&args)?,
-        false => Plan::from_cli(&args).map_err(usage)?,
+    args
+}
+
+/// What a run driven by the web UI gets: the board, a stop flag for its button, the metrics,
+/// and the form it was started with.
+#[derive(Default)]
+pub(crate) struct Ui {
+    pub board: Option<Arc<report::board::Board>>,
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    pub metrics: Option<Arc<report::metrics::Metrics>>,
+    pub swarm: Option<web::Swarm>,
+}
+
+/// The web UI for one run that `run` makes (a distributed master's): served until Ctrl-C or
+/// `--autoquit`; during the run its stop button works and edits are refused (a distributed run
+/// cannot be edited yet); after it, another start is refused (the master runs one test).
+pub(crate) fn serve_once(args: &cli::RunArgs, plan: Plan, run: &dyn Fn(Plan, Ui) -> Result<i32>) -> Result<i32> {
+    let board = Arc::new(report::board::Board::new(&plan));
+    let (commands, inbox) = crossbeam_channel::unbounded();
+    let metrics = crate::metrics_server(args)?.unwrap_or_default();
+    let server = web::start(web_options(args, &plan)?, board.clone(), metrics.clone(), commands)?;
+    report::notice(Level::Info, &format!("swarmer: web UI on {} (Ctrl-C to quit)", server.url()));
+    signal::install();
+    let swarm = match args.autostart {
+        true => web::Swarm::default(),
+        false => match wait_for_form(args, &inbox, &board) {
+            Some(swarm) => swarm,
+            None => return Ok(0),
+        },
     };
-    plan.enable_live_control();
-    Ok(plan)
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, steering) = (stop.clone(), board.clone());
+    std::thread::spawn(move || {
+        for command in inbox {
+            match command {
+                web::Command::Stop => {
+                    flag.store(true, Ordering::Relaxed);
+                    steering.set_state(report::board::RunState::Stopping);
+                }
+                web::Command::Swarm(_, reply) => {
+                    let _ = reply.send(Err("a distributed run cannot be edited or restarted from the UI yet; \
+                                            stop it, and start the master again for another"
+                        .into()));
+                }
+            }
+        }
+    });
+    let mut plan = plan_with(args, &swarm)?;
+    plan.output.only_summary = true;
+    let ui = Ui { board: Some(board), stop, metrics: Some(metrics), swarm: Some(swarm) };
+    let code = run(plan, ui)?;
+    match args.autoquit {
+        Some(after) => std::thread::sleep(after),
+        None => {
+            let seen = signal::received();
+            while signal::received() == seen {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Waits for the form's start (checked into a plan); `None` on Ctrl-C.
+fn wait_for_form(
+    args: &cli::RunArgs,
+    inbox: &crossbeam_channel::Receiver<web::Command>,
+    board: &report::board::Board,
+) -> Option<web::Swarm> {
+    let signals = signal::received();
+    loop {
+        if signal::received() > signals {
+            return None;
+        }
+        match inbox.recv_timeout(Duration::from_millis(50)) {
+            Ok(web::Command::Swarm(swarm, reply)) => match plan_with(args, &swarm) {
+                Ok(plan) => {
+                    let _ = reply.send(Ok("Swarming started".into()));
+                    board.start(&plan);
+                    return Some(swarm);
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(format!("{err:#}")));
+                }
+            },
+            Ok(web::Command::Stop) | Err(_) => {}
+        }
+    }
 }
 
 /// The web UI: serves the page and Locust's API, then runs tests as the UI asks (or at once with

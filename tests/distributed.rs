@@ -648,3 +648,66 @@ fn the_link_runs_over_tls_and_a_plain_worker_is_refused() {
     assert_eq!(worker.wait(Duration::from_secs(10)).0, 0, "{}", worker.output());
     assert_eq!(aggregated_count(&read(&dir.join("run_stats.csv"))), server.served());
 }
+
+/// A POST of a form to `port`; (status, body).
+fn post_form(port: u16, path: &str, form: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        form.len()
+    );
+    stream.write_all(format!("{head}{form}").as_bytes()).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn the_web_ui_starts_a_distributed_run_and_shows_its_workers() {
+    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let dir = tempdir("dist-ui");
+    let (port, web) = (free_port().to_string(), free_port());
+    let url = format!("http://{}/", server.addr);
+    let mut master = Proc::start(
+        &dir,
+        "master",
+        &[
+            "--master",
+            "--master-bind-port",
+            &port,
+            "--expect-workers",
+            "2",
+            "--web",
+            "-P",
+            &web.to_string(),
+            "--autoquit",
+            "2s",
+            &url,
+        ],
+    );
+    wait_for(&master, "web UI on", Duration::from_secs(10));
+    // Workers that start before the form is sent wait for it.
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|i| Proc::start(&dir, &format!("w{i}"), &["--worker", "--master-port", &port, "--threads", "1"]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, body) = post_form(web, "/swarm", "user_count=6&spawn_rate=100&run_time=3s");
+    assert_eq!(status, 200, "{body}");
+    wait_for(&master, "All 6 users started", Duration::from_secs(20));
+    let stats = common::api(&format!("http://127.0.0.1:{web}"), "/stats/requests");
+    let rows = stats["workers"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{stats}");
+    assert!(rows.iter().all(|w| w["state"] == "running" && w["partitions"] == 1), "{stats}");
+    // Editing a distributed run is refused, and says so.
+    let (status, body) = post_form(web, "/swarm", "user_count=10&spawn_rate=100");
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("cannot be edited"), "{body}");
+    let (code, out) = master.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{out}");
+    for worker in &mut workers {
+        assert_eq!(worker.wait(Duration::from_secs(10)).0, 0);
+    }
+    assert!(server.served() > 0);
+}

@@ -16,6 +16,9 @@ use super::wire::{self, Message, PROTOCOL};
 /// swarmer's version, which master and workers must share.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Why a read ended when the peer sent nothing for the heartbeat timeout.
+const SILENT: &str = "silent past the heartbeat timeout";
+
 /// How long a TLS link's reader holds the connection while waiting for bytes.
 const TLS_POLL: Duration = Duration::from_millis(20);
 
@@ -47,6 +50,21 @@ impl Sender {
         let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
         wire::write(&mut *stream, message)?;
         stream.flush()
+    }
+
+    /// `send`, retried through a TLS handshake that cannot finish yet (the master accepts only
+    /// when its run starts) until `deadline`.
+    pub fn send_until(&self, message: &Message, deadline: Instant) -> std::io::Result<()> {
+        loop {
+            match self.send(message) {
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(TLS_POLL);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Closes both directions: the peer reads the end, our reader wakes.
@@ -131,11 +149,20 @@ impl Link {
         match wire::read(&mut self.reader) {
             Ok(Some(message)) => Ok(message),
             Ok(None) => Err("the connection was closed".into()),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                Err("silent past the heartbeat timeout".into())
-            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(SILENT.into()),
             Err(e) if e.kind() == ErrorKind::InvalidData => Err(format!("a malformed frame ({e})")),
             Err(e) => Err(format!("the connection failed ({e})")),
+        }
+    }
+
+    /// `recv`, waiting through silence until `deadline` (a worker waiting for a master that has
+    /// not started its run: nothing was read, so nothing is lost by reading again).
+    pub fn recv_until(&mut self, deadline: Instant) -> Result<Message, String> {
+        loop {
+            match self.recv() {
+                Err(reason) if reason == SILENT && Instant::now() < deadline => continue,
+                other => return other,
+            }
         }
     }
 
@@ -183,13 +210,15 @@ pub fn admit(link: &mut Link, secret: Option<&str>) -> Result<WorkerInfo, String
 }
 
 /// The worker's side of the handshake: say who we are, check the master's proof, give ours.
-pub fn join(link: &mut Link, secret: Option<&str>, cores: usize) -> Result<(), String> {
+/// The master may answer only when its run starts (a web UI's form): silence is waited out
+/// until `deadline`.
+pub fn join(link: &mut Link, secret: Option<&str>, cores: usize, deadline: Instant) -> Result<(), String> {
     let nonce = auth::nonce();
     let host = hostname();
     let hello =
         Message::Hello { protocol: PROTOCOL, version: VERSION.into(), host, cores: cores as u64, nonce: nonce.clone() };
-    link.send(&hello)?;
-    let (their_nonce, proof) = match link.recv()? {
+    link.sender.send_until(&hello, deadline).map_err(|e| format!("cannot send to {} ({e})", link.peer))?;
+    let (their_nonce, proof) = match link.recv_until(deadline)? {
         Message::Challenge { nonce, proof } => (nonce, proof),
         Message::Refused { reason } => return Err(format!("the master refused this worker: {reason}")),
         other => return Err(format!("expected a challenge, got {}", name(&other))),

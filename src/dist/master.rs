@@ -23,6 +23,7 @@ use super::share::{self, Holder};
 use super::wire::Message;
 use crate::config::Plan;
 use crate::log::Level;
+use crate::report::board::{Board, WorkerRow};
 use crate::report::{self, notice, Membership, Reporter, Summary};
 use crate::stats::Snapshot;
 
@@ -34,6 +35,7 @@ pub struct Bundle {
     pub files: Vec<(String, Vec<u8>)>,
     pub seed: u64,
     pub fixture: String,
+    pub form: String,
 }
 
 /// How the master runs.
@@ -48,6 +50,12 @@ pub struct Options {
     pub watch_signals: bool,
     /// Plain TCP or TLS (`--master-tls-cert/-key`).
     pub security: link::Security,
+    /// The web UI's board: the run's numbers and the Workers tab.
+    pub board: Option<Arc<Board>>,
+    /// Set from outside (the web UI's stop button) to stop the run.
+    pub stop: Arc<AtomicBool>,
+    /// The numbers `/metrics` serves (`--metrics-port`, the web UI).
+    pub metrics: Option<Arc<report::metrics::Metrics>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,8 +197,15 @@ impl Coordinator {
         let (membership_tx, membership_rx) = crossbeam_channel::unbounded();
         self.start = Instant::now();
         self.start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let reporter = Reporter::new(self.plan.clone(), self.start, self.start_unix, self.stop.clone())?
+        let mut reporter = Reporter::new(self.plan.clone(), self.start, self.start_unix, self.stop.clone())?
             .with_membership(membership_rx);
+        if let Some(board) = &self.options.board {
+            board.start(&self.plan);
+            reporter = reporter.with_board(board.clone());
+        }
+        if let Some(metrics) = &self.options.metrics {
+            reporter = reporter.with_metrics(metrics.clone());
+        }
         let done = self.engine_done.clone();
         self.reporter = Some(
             std::thread::Builder::new()
@@ -278,13 +293,15 @@ impl Coordinator {
         for id in silent {
             self.lose(id, "silent past the heartbeat timeout".into());
         }
+        self.post_workers();
     }
 
     /// Passes a stop on to the workers: Ctrl-C (the second one: at once) or a threshold lost
     /// with `--abort-on-threshold`.
     fn relay_stop(&mut self) {
         let signals = if self.options.watch_signals { crate::signal::received().min(2) as u8 } else { 0 };
-        let wanted = signals.max(self.stop.load(Ordering::Relaxed) as u8);
+        let asked = self.stop.load(Ordering::Relaxed) || self.options.stop.load(Ordering::Relaxed);
+        let wanted = signals.max(asked as u8);
         if wanted > self.stop_sent {
             self.stop_sent = wanted;
             let now = wanted >= 2;
@@ -322,6 +339,7 @@ impl Coordinator {
             files: b.files.clone(),
             seed: b.seed,
             fixture: b.fixture.clone(),
+            form: b.form.clone(),
         };
         let _ = sender.send(&bundle);
         let member = Member {
@@ -513,23 +531,41 @@ impl Coordinator {
         }
     }
 
-    fn worker_lines(&self) -> Vec<String> {
+    /// Each worker as the Workers tab, the console and `PREFIX_workers.csv` show it.
+    fn worker_rows(&self) -> Vec<WorkerRow> {
         self.members
             .iter()
-            .map(|(id, m)| {
-                let partitions = m.holder.map_or(0, |h| self.holders[h].partitions.len());
-                format!(
-                    "worker {id} {} ({}): {}, {partitions} partition(s), {} users, CPU {:.0}%, {} requests ({} failed)",
-                    m.info.host,
-                    m.peer,
-                    m.state.name(),
-                    m.users,
-                    m.cpu_permille as f64 / 10.0,
-                    m.requests,
-                    m.failures
-                )
+            .map(|(id, m)| WorkerRow {
+                id: id.to_string(),
+                host: m.info.host.clone(),
+                address: m.peer.to_string(),
+                state: m.state.name().to_string(),
+                cores: m.info.cores,
+                partitions: m.holder.map_or(0, |h| self.holders[h].partitions.len()),
+                user_count: m.users,
+                cpu_usage: (m.cpu_permille as f64 / 10.0 * 10.0).round() / 10.0,
+                requests: m.requests,
+                failures: m.failures,
             })
             .collect()
+    }
+
+    fn worker_lines(&self) -> Vec<String> {
+        let line = |w: WorkerRow| {
+            format!(
+                "worker {} {} ({}): {}, {} partition(s), {} users, CPU {:.0}%, {} requests ({} failed)",
+                w.id, w.host, w.address, w.state, w.partitions, w.user_count, w.cpu_usage, w.requests, w.failures
+            )
+        };
+        self.worker_rows().into_iter().map(line).collect()
+    }
+
+    /// The Workers tab's rows, when there is a board.
+    fn post_workers(&self) {
+        if let Some(board) = &self.options.board {
+            let rows = self.worker_rows();
+            board.change(|b| b.workers = rows);
+        }
     }
 
     /// The run is over: the reporter gets what is left, the links close, the workers' table.
@@ -545,6 +581,7 @@ impl Coordinator {
             Ok(result) => result?,
             Err(_) => bail!("the reporter thread panicked"),
         };
+        self.post_workers();
         notice(Level::Info, "Workers");
         for line in self.worker_lines() {
             notice(Level::Info, &format!("  {line}"));
@@ -571,19 +608,21 @@ impl Coordinator {
             "Requests",
             "Failures",
         ])?;
-        for (id, m) in &self.members {
-            let partitions = m.holder.map_or(0, |h| self.holders[h].partitions.len());
+        for w in self.worker_rows() {
+            let cpu = format!("{:.1}", w.cpu_usage);
+            let numbers = [w.cores, w.partitions].map(|n| n.to_string());
+            let counts = [w.user_count, w.requests, w.failures].map(|n| n.to_string());
             out.write_record([
-                id.to_string(),
-                m.info.host.clone(),
-                m.peer.to_string(),
-                m.state.name().to_string(),
-                m.info.cores.to_string(),
-                partitions.to_string(),
-                m.users.to_string(),
-                format!("{:.1}", m.cpu_permille as f64 / 10.0),
-                m.requests.to_string(),
-                m.failures.to_string(),
+                &w.id,
+                &w.host,
+                &w.address,
+                &w.state,
+                &numbers[0],
+                &numbers[1],
+                &counts[0],
+                &cpu,
+                &counts[1],
+                &counts[2],
             ])?;
         }
         out.flush()?;

@@ -48,13 +48,15 @@ pub enum Message {
     Refused { reason: String },
     /// Master → worker: the run. `argv` are the master's run flags, `scenario` the file's path
     /// (as the master names it) and text, `files` every data and body file it reads, `fixture`
-    /// what its `setup` left (JSON: `{"vars": [...], "pools": [...]}`, or empty).
+    /// what its `setup` left (JSON: `{"vars": [...], "pools": [...]}`, or empty), `form` what the
+    /// web UI's form changed of the flags (JSON, or empty).
     Bundle {
         argv: Vec<String>,
         scenario: Option<(String, String)>,
         files: Vec<(String, Vec<u8>)>,
         seed: u64,
         fixture: String,
+        form: String,
     },
     /// Master → worker: run these of the run's `total` partitions; the run started
     /// `elapsed_us` ago.
@@ -144,9 +146,10 @@ fn encode(message: &Message, out: &mut Vec<u8>) {
             out.push(REFUSED);
             put_str(out, reason);
         }
-        Message::Bundle { argv, scenario, files, seed, fixture } => {
+        Message::Bundle { argv, scenario, files, seed, fixture, form } => {
             out.push(BUNDLE);
             put_bundle(out, argv, scenario.as_ref(), files, *seed, fixture);
+            put_str(out, form);
         }
         Message::Take { elapsed_us, total, partitions } => {
             out.push(TAKE);
@@ -221,7 +224,7 @@ pub fn decode(frame: &[u8]) -> Result<Message, WireError> {
                 _ => Some((r.string()?, r.string()?)),
             };
             let files = (0..r.count()?).map(|_| Ok((r.string()?, r.bytes()?.to_vec()))).collect::<Result<_, _>>()?;
-            Message::Bundle { argv, scenario, files, seed: r.u64()?, fixture: r.string()? }
+            Message::Bundle { argv, scenario, files, seed: r.u64()?, fixture: r.string()?, form: r.string()? }
         }
         TAKE => Message::Take { elapsed_us: r.u64()?, total: r.u64()?, partitions: r.list()? },
         RELEASE => Message::Release { partitions: r.list()? },

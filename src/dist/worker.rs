@@ -28,6 +28,8 @@ pub struct Bundle {
     pub files: Arc<HashMap<String, Vec<u8>>>,
     pub seed: u64,
     pub fixture: String,
+    /// What the master's web UI form changed of its flags (JSON, or empty).
+    pub form: String,
 }
 
 /// How the worker was started.
@@ -62,14 +64,16 @@ pub fn run(options: &Options, compile: &dyn Fn(&Bundle) -> Result<Plan>) -> Endi
         Ok(link) => link,
         Err(reason) => return Ending::Lost(reason),
     };
-    if let Err(reason) = link::join(&mut link, options.secret.as_deref(), options.cores) {
+    let deadline = Instant::now() + options.connect_for;
+    if let Err(reason) = link::join(&mut link, options.secret.as_deref(), options.cores, deadline) {
         return Ending::Refused(reason);
     }
     notice(Level::Info, &format!("swarmer worker: connected to the master at {}; waiting for the run", link.peer));
     let plan = loop {
-        match link.recv() {
-            Ok(Message::Bundle { argv, scenario, files, seed, fixture }) => {
-                let bundle = Bundle { argv, scenario, files: Arc::new(files.into_iter().collect()), seed, fixture };
+        match link.recv_until(deadline) {
+            Ok(Message::Bundle { argv, scenario, files, seed, fixture, form }) => {
+                let bundle =
+                    Bundle { argv, scenario, files: Arc::new(files.into_iter().collect()), seed, fixture, form };
                 match compile(&bundle) {
                     Ok(plan) => break plan,
                     Err(err) => {

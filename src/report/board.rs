@@ -144,6 +144,21 @@ pub struct Verdict {
     pub pass: bool,
 }
 
+/// One worker of a distributed run, as the Workers tab shows it (Locust's columns, and ours).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorkerRow {
+    pub id: String,
+    pub host: String,
+    pub address: String,
+    pub state: String,
+    pub cores: usize,
+    pub partitions: usize,
+    pub user_count: u64,
+    pub cpu_usage: f64,
+    pub requests: u64,
+    pub failures: u64,
+}
+
 /// Everything on the board at one moment.
 #[derive(Clone, Debug, Serialize)]
 pub struct BoardState {
@@ -161,6 +176,8 @@ pub struct BoardState {
     pub thresholds: Vec<Verdict>,
     /// The statistics were reset (at this many seconds into the run).
     pub reset_at: Option<f64>,
+    /// A distributed run's workers (empty otherwise).
+    pub workers: Vec<WorkerRow>,
     #[serde(skip)]
     pub csv: CsvTexts,
 }
@@ -201,6 +218,7 @@ impl Board {
             ratios: super::task_ratios(plan),
             thresholds: Vec::new(),
             reset_at: None,
+            workers: Vec::new(),
             csv: CsvTexts {
                 history_header: csv_text(|out| Ok(out.write_record(csv::history_header())?)),
                 ..CsvTexts::default()
@@ -273,6 +291,7 @@ impl Board {
             ratios: &board.ratios,
             thresholds: &board.thresholds,
             reset_at: board.reset_at,
+            workers: &board.workers,
         };
         (serde_json::to_string(&update).unwrap_or_default(), newest)
     }
@@ -294,6 +313,7 @@ struct Update<'a> {
     ratios: &'a str,
     thresholds: &'a [Verdict],
     reset_at: Option<f64>,
+    workers: &'a [WorkerRow],
 }
 
 impl Meta {

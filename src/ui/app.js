@@ -67,6 +67,19 @@ function renderThresholds(verdicts) {
     : "<p>No thresholds.</p>";
 }
 
+/** A distributed run's workers (the tab shows only when there are some). */
+function renderWorkers(workers) {
+  const tab = document.getElementById("workers-tab");
+  if (!tab || !workers) return;
+  tab.hidden = workers.length === 0;
+  document.getElementById("workers-body").innerHTML = workers
+    .map((w) => `<tr><td class="text">${escapeHtml(w.id)}</td><td class="text">${escapeHtml(w.host)}</td>` +
+      `<td class="text">${escapeHtml(w.address)}</td><td class="text">${escapeHtml(w.state)}</td><td>${w.cores}</td>` +
+      `<td>${w.partitions}</td><td>${w.user_count}</td><td>${w.cpu_usage.toFixed(1)}</td><td>${w.requests}</td>` +
+      `<td>${w.failures}</td></tr>`)
+    .join("");
+}
+
 /** The header's figures. */
 function renderHeader(board) {
   const total = board.stats.length ? board.stats[board.stats.length - 1] : null;
@@ -88,6 +101,7 @@ function render(board) {
   renderExceptions(board.exceptions, board.skipped);
   renderThresholds(board.thresholds);
   document.getElementById("ratios").textContent = board.ratios;
+  renderWorkers(board.workers);
   const charts = document.getElementById("tab-charts");
   if (!charts || charts.classList.contains("active") || window.SWARMER_REPORT) drawCharts(board.history);
 }

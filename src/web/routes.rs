@@ -207,7 +207,7 @@ fn locust_stats(board: &BoardState) -> Value {
     let total = board.stats.last();
     let number = |field: fn(&crate::report::board::StatsRow) -> f64| total.map_or(0.0, field);
     let latest = board.history.back();
-    json!({
+    let mut value = json!({
         "stats": board.stats,
         "errors": board.errors,
         "total_rps": number(|t| t.total_rps),
@@ -221,7 +221,12 @@ fn locust_stats(board: &BoardState) -> Value {
         },
         "state": board.state,
         "user_count": board.user_count,
-    })
+    });
+    // Locust's master adds its workers; a single process has none.
+    if !board.workers.is_empty() {
+        value["workers"] = json!(board.workers);
+    }
+    value
 }
 
 fn locust_exceptions(board: &BoardState) -> Value {
