@@ -58,7 +58,7 @@
 //! | the web UI's server, routes (Locust's API, events), credentials and origins | `web/mod.rs`, `web/routes.rs`, `web/guard.rs` |
 //! | live control keys, signals | `keys.rs`, `signal.rs` |
 //! | recordings (HAR) into scenarios: reading, correlation, the file written | `har/mod.rs`, `har/read.rs`, `har/correlate.rs`, `har/write.rs` |
-//! | distributed runs: the master, its listener, the worker, placing partitions | `dist/mod.rs`, `dist/master.rs`, `dist/listen.rs`, `dist/worker.rs`, `dist/share.rs` |
+//! | distributed runs: the master, its listener, the worker, placing partitions | `dist/mod.rs`, `dist/master.rs`, `dist/listen.rs`, `dist/members.rs`, `dist/worker.rs`, `dist/share.rs` |
 //! | the master–worker link: framing, handshake, frames, snapshots, the secret | `dist/link.rs`, `dist/wire.rs`, `dist/snapshot.rs`, `dist/auth.rs` |
 //! | the built-in target: server, canned routes, JSON API | `target/mod.rs`, `target/routes.rs`, `target/api.rs` |
 //!

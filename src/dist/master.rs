@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::link::{self, WorkerInfo};
 use super::listen::{self, Event};
+use super::members::{self, Member, State};
 use super::share::{self, Holder};
 use super::wire::Message;
 use crate::config::Plan;
@@ -56,44 +57,6 @@ pub struct Options {
     pub stop: Arc<AtomicBool>,
     /// The numbers `/metrics` serves (`--metrics-port`, the web UI).
     pub metrics: Option<Arc<report::metrics::Metrics>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Admitted, compiling the run.
-    Joining,
-    Ready,
-    Running,
-    Done,
-    Lost,
-    Failed,
-}
-
-impl State {
-    fn name(self) -> &'static str {
-        match self {
-            State::Joining => "joining",
-            State::Ready => "ready",
-            State::Running => "running",
-            State::Done => "done",
-            State::Lost => "missing",
-            State::Failed => "failed",
-        }
-    }
-}
-
-struct Member {
-    info: WorkerInfo,
-    sender: link::Sender,
-    peer: SocketAddr,
-    state: State,
-    /// Its place in `holders` once it runs partitions.
-    holder: Option<usize>,
-    users: u64,
-    cpu_permille: u64,
-    last_seen: Instant,
-    requests: u64,
-    failures: u64,
 }
 
 /// Runs a distributed run to its end and returns the merged summary.
@@ -587,45 +550,8 @@ impl Coordinator {
             notice(Level::Info, &format!("  {line}"));
         }
         if let Some(prefix) = &self.plan.output.csv_prefix {
-            self.write_csv(prefix)?;
+            members::write_csv(prefix, &self.worker_rows())?;
         }
         Ok(summary)
-    }
-
-    /// PREFIX_workers.csv: one row per worker.
-    fn write_csv(&self, prefix: &std::path::Path) -> Result<()> {
-        let path = std::path::PathBuf::from(format!("{}_workers.csv", prefix.display()));
-        let mut out = csv::Writer::from_path(&path).with_context(|| format!("cannot write {}", path.display()))?;
-        out.write_record([
-            "Worker",
-            "Host",
-            "Address",
-            "State",
-            "Cores",
-            "Partitions",
-            "Users",
-            "CPU %",
-            "Requests",
-            "Failures",
-        ])?;
-        for w in self.worker_rows() {
-            let cpu = format!("{:.1}", w.cpu_usage);
-            let numbers = [w.cores, w.partitions].map(|n| n.to_string());
-            let counts = [w.user_count, w.requests, w.failures].map(|n| n.to_string());
-            out.write_record([
-                &w.id,
-                &w.host,
-                &w.address,
-                &w.state,
-                &numbers[0],
-                &numbers[1],
-                &counts[0],
-                &cpu,
-                &counts[1],
-                &counts[2],
-            ])?;
-        }
-        out.flush()?;
-        Ok(())
     }
 }

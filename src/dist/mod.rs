@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `master.rs` | the coordinator: waiting for workers, placing partitions, the merge feed, losses |
 //! | `listen.rs` | the master's listener: accepting, the handshake, each worker's frames read |
+//! | `members.rs` | the master's view of its workers: states, what each reported, their table |
 //! | `worker.rs` | connecting, taking the run, the engine threads, forwarding snapshots |
 //! | `share.rs` | which worker runs which partitions (in proportion to cores) |
 //! | `link.rs` | one framed connection: handshake, heartbeats, reading with a deadline |
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod link;
 mod listen;
 pub mod master;
+mod members;
 pub mod share;
 mod snapshot;
 pub mod wire;
