@@ -40,8 +40,12 @@ impl Plan {
             ),
             false => None,
         };
-        let mut plan = Plan::quick(&url, url.resolve()?, tls, timeout, args.pipeline, workers);
+        let addr = url.resolve()?;
+        let mut plan = Plan::quick(&url, addr, tls, timeout, args.pipeline, workers);
         plan.apply_run_args(args, FileSettings::default())?;
+        if plan.source_addrs.is_empty() {
+            plan.source_addrs = auto_sources(addr, plan.users + plan.headroom);
+        }
         Ok(plan)
     }
 
@@ -277,4 +281,37 @@ pub fn parse_source_addrs(list: &str) -> Result<Vec<std::net::IpAddr>, String> {
         std::net::TcpListener::bind((*ip, 0)).map_err(|e| format!("{ip}: cannot be bound on this machine ({e})"))?;
     }
     Ok(out)
+}
+
+/// Connections one source address is given to one destination here (of ~28k ephemeral ports,
+/// room left for the rest of the machine).
+pub const PORTS_PER_SOURCE: u64 = 25_000;
+
+/// More users than one source address has ports for, to a loopback IPv4 target: spread over
+/// 127.0.0.2, 127.0.0.3, … (every 127.0.0.0/8 address is this machine's).
+pub fn auto_sources(target: SocketAddr, users: u64) -> Vec<std::net::IpAddr> {
+    let SocketAddr::V4(v4) = target else { return Vec::new() };
+    if !v4.ip().is_loopback() || users <= PORTS_PER_SOURCE {
+        return Vec::new();
+    }
+    let count = users.div_ceil(PORTS_PER_SOURCE).min(250) as u8;
+    (0..count).map(|i| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2 + i))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_targets_past_one_address_get_more_sources() {
+        let target: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        assert!(auto_sources(target, 25_000).is_empty());
+        let sources = auto_sources(target, 60_000);
+        assert_eq!(sources, ["127.0.0.2", "127.0.0.3", "127.0.0.4"].map(|s| s.parse::<std::net::IpAddr>().unwrap()));
+        assert!(auto_sources(([10, 0, 0, 1], 80).into(), 60_000).is_empty());
+        assert!(auto_sources("[::1]:80".parse().unwrap(), 60_000).is_empty());
+        assert_eq!(parse_source_addrs("127.0.0.2-127.0.0.4, 127.0.0.9").unwrap().len(), 4);
+        assert!(parse_source_addrs("127.0.0.5-127.0.0.2").is_err());
+        assert!(parse_source_addrs("nope").is_err());
+    }
 }
