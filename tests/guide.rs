@@ -124,7 +124,10 @@ fn login_logs_every_user_out_at_the_end() {
     let stored = api(&target.url, "/api/stats");
     assert_eq!((stored["logins"].as_u64(), stored["logouts"].as_u64()), (Some(5), Some(5)), "{stored}");
     assert_eq!(csv_count(&stats, "POST", "/api/logout"), 5, "{stats}");
-    assert_eq!(stored["authorized"].as_u64(), Some(csv_count(&stats, "GET", "/api/me")));
+    // A "who am I" in flight as the run ended was answered but counted as cancelled: at most
+    // one per user (5).
+    let (answered, counted) = (stored["authorized"].as_u64().unwrap(), csv_count(&stats, "GET", "/api/me"));
+    assert!(counted <= answered && answered - counted <= 5, "{answered} answered, {counted} counted");
 }
 
 #[test]
