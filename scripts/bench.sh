@@ -26,6 +26,7 @@
 #                               # --processes 2 (a master, 2 workers) vs one 2-thread process
 #   scripts/bench.sh har        # converting a ~50 MB recording of 10,000 entries: time and
 #                               # peak RSS against the file's size
+#   scripts/bench.sh spawn      # how long 10,000 users started at 10,000/s take to connect
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
 #                               # (benches/floor.rs), alternating; with BASELINE=PATH, also
@@ -409,6 +410,28 @@ PY
       echo "$(grep -c '^\[\[user.task.steps\]\]' "$WORK/big.toml") steps, $(grep -c '^capture' "$WORK/big.toml") captures written"
       echo
       ;;
-    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open, https, web, outputs, dist, har)" >&2; exit 2 ;;
+    spawn)
+      # Connecting SPAWN_USERS (default 10,000) users started at that many per second: the time
+      # until all are connected (established connections to the target sampled every 50 ms),
+      # and any connect failures (a SYN storm overflowing the listen backlog would show here).
+      n=${SPAWN_USERS:-10000}
+      start_target 18093
+      for i in $(seq "$RUNS"); do
+        t0=$(date +%s.%N)
+        (while sleep 0.05; do echo "$(date +%s.%N) $(ss -Htn state established "( dport = :18093 )" | wc -l)"; done) >"$WORK/est.txt" &
+        watch=$!
+        "$SWARMER" -u "$n" -r "$n" -t 4s --only-summary "http://127.0.0.1:18093/delay/1s" >"$WORK/spawn.txt" 2>&1 || true
+        kill "$watch" 2>/dev/null || true
+        wait "$watch" 2>/dev/null || true
+        # Seconds from the command's start to the first sample with every user connected.
+        took=$(awk -v n="$n" -v t0="$t0" '$2 >= n {printf "%.2f", $1 - t0; exit}' "$WORK/est.txt")
+        fails=$(awk '/^Run time/ {print}' "$WORK/spawn.txt" | head -1)
+        errors=$(grep -ci "connect" "$WORK/spawn.txt" || true)
+        echo "run $i: all $n users connected ${took:-never} s after the command started (the ramp alone takes $(awk -v n="$n" 'BEGIN {print (n - 1) / n}') s); connect messages: $errors"
+        echo "       $fails"
+      done
+      echo
+      ;;
+    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open, https, web, outputs, dist, har, spawn)" >&2; exit 2 ;;
   esac
 done
