@@ -711,3 +711,29 @@ fn the_web_ui_starts_a_distributed_run_and_shows_its_workers() {
     }
     assert!(server.served() > 0);
 }
+
+#[test]
+fn the_open_model_splits_its_schedule_across_workers_exactly() {
+    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let dir = tempdir("dist-open");
+    let json = dir.join("run.json");
+    let url = format!("http://{}/delay/5ms", server.addr);
+    let (code, stdout, stderr) = common::run(&[
+        "--processes",
+        "2",
+        "--rate",
+        "200",
+        "-t",
+        "3s",
+        "--only-summary",
+        "--json-file",
+        json.to_str().unwrap(),
+        &url,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // 200/s for 3 s: every partition's share of one schedule, 600 starts in all.
+    assert!(stdout.contains("600 starts came due"), "{stdout}");
+    let s = summary(&json);
+    let a = &s["aggregated"];
+    assert_eq!(a["requests"].as_u64().unwrap() + a["cancelled"].as_u64().unwrap(), 600, "{a}");
+}
