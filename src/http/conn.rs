@@ -18,7 +18,7 @@ use crate::failure::{Failure, ParseError};
 /// (the server has more to send than fits), up to `MAX_READ_BUFFER_BYTES`: small responses keep
 /// connections small, large bodies get large reads. Growth happens in the first exchanges, so
 /// steady state still allocates nothing.
-pub const INIT_BUFFER_BYTES: usize = 1024;
+pub const INIT_BUFFER_BYTES: usize = 512;
 /// The read buffer stops growing for bodies here; only a head may need it larger.
 pub const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
 /// A response head that does not fit in this many bytes is `ParseError::HeadTooLarge`.
@@ -178,7 +178,11 @@ impl Conn {
                     let conn = rustls::ClientConnection::new(target.config.clone(), target.name.clone())
                         .map_err(|e| tls_failure(&crate::tls::TlsError::Tls(e), Failure::Connect))?;
                     let mut session = crate::tls::Session::new(conn);
-                    session.handshake(&mut stream).await.map_err(|err| tls_failure(&err, Failure::Connect))?;
+                    // Boxed: the handshake's state is large and only HTTPS connections need it once;
+                    // inline, every user task would carry it for its whole life.
+                    Box::pin(session.handshake(&mut stream))
+                        .await
+                        .map_err(|err| tls_failure(&err, Failure::Connect))?;
                     Some(session)
                 }
                 None => None,
