@@ -292,7 +292,7 @@ fn odd_and_malformed_recordings_convert_or_say_what_is_wrong() {
                 r#", "postData": {"mimeType": "application/x-www-form-urlencoded", "params": [{"name": "b", "value": "1 2"}, {"name": "a", "value": "x"}, {"name": "a", "value": "y"}]}"#,
                 OK,
             )]),
-            Ok(r#"body = "b=1+2&a=x&a=y""#),
+            Ok(r#"body = "b=1%202&a=x&a=y""#),
         ),
         (
             "a garbage date",

@@ -31,8 +31,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("report", &["config", "stats", "failure", "units", "log"]),
     ("keys", &["engine", "config"]),
     ("target", &["runtime", "tls", "units"]),
-    ("web", &["report", "units", "log"]),
-    ("har", &["units"]),
+    ("web", &["report", "units", "log", "http"]),
+    ("har", &["units", "http"]),
     // Distributed runs drive the engine on workers and the reporter on the master.
     ("dist", &["cli", "config", "engine", "stats", "report", "failure", "log", "units", "signal", "tls"]),
 ];

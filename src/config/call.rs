@@ -223,14 +223,4 @@ pub enum Source {
     Body,
 }
 
-/// Percent-encodes all but RFC 3986's unreserved characters.
-pub fn percent_encode(text: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &byte in text.as_bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
-        }
-    }
-}
+pub use crate::http::url::percent_encode;

@@ -2,8 +2,8 @@
 //! file that runs against a live server. `read` keeps the page's own requests, `correlate` finds
 //! the values later requests send that earlier responses produced, `write` emits TOML that
 //! reads like a hand-written scenario (named steps, grouped names, captures and checks, and
-//! comments saying where each value came from). A leaf apart from `units`: it turns bytes into
-//! text; the scenario compiler does the rest.
+//! comments saying where each value came from). It imports only `units` and `http`'s form
+//! encoding: it turns bytes into text; the scenario compiler does the rest.
 
 mod correlate;
 mod read;

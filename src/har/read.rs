@@ -339,15 +339,7 @@ fn body(post: Option<PostData>, headers: &[(String, String)]) -> Body {
             return Body::Form(params.into_iter().map(|p| (p.name, p.value.unwrap_or_default())).collect());
         }
         if !text.is_empty() {
-            return Body::Form(
-                text.split('&')
-                    .filter(|p| !p.is_empty())
-                    .map(|p| {
-                        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                        (percent_decode(k), percent_decode(v))
-                    })
-                    .collect(),
-            );
+            return Body::Form(crate::http::url::form_pairs(&text));
         }
     }
     if lower.contains("json") {
@@ -367,28 +359,6 @@ fn body(post: Option<PostData>, headers: &[(String, String)]) -> Body {
         (false, _) => content_type,
     };
     Body::Text { content_type, text }
-}
-
-fn percent_decode(text: &str) -> String {
-    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
-                (Some(high), Some(low)) => {
-                    out.push(high * 16 + low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An ISO 8601 date-time (`2024-05-01T01:13:51.123Z`, `…+02:00`) as milliseconds since the Unix
@@ -446,6 +416,5 @@ mod tests {
         assert!(is_static(None, "text/css", "/"));
         assert!(is_static(None, "", "/app.js?v=3"));
         assert!(!is_static(None, "application/json", "/api/posts"));
-        assert_eq!(percent_decode("a%20b+c%zz%4"), "a b c%zz%4");
     }
 }

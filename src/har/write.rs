@@ -290,13 +290,9 @@ fn write_body(
 }
 
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            b' ' => "+".to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let mut out = Vec::with_capacity(text.len());
+    crate::http::url::percent_encode(text, &mut out);
+    String::from_utf8(out).expect("percent-encoding is ASCII")
 }
 
 fn write_captures_and_check(out: &mut String, index: usize, e: &Exchange, captures: &[Capture]) {

@@ -67,6 +67,53 @@ impl Url {
     }
 }
 
+/// Percent-encodes all but RFC 3986's unreserved characters.
+pub fn percent_encode(text: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in text.as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+        }
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte; a `%` not
+/// followed by two hex digits stays as it is.
+pub fn form_decode(text: &str) -> String {
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                (Some(high), Some(low)) => {
+                    out.push(high * 16 + low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The decoded pairs of a form body (`a=1&b=x+y`), in order.
+pub fn form_pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(key), form_decode(value))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +137,18 @@ mod tests {
             assert!(err.contains(&format!("port {port} is out of range")), "{err}");
         }
         assert_eq!(Url::parse("http://127.0.0.1:65535/").unwrap().port, 65535);
+    }
+
+    #[test]
+    fn forms_decode_and_encode() {
+        // `%+1` is no escape (a hex parser that takes a sign would read it as byte 1).
+        assert_eq!(form_decode("a%20b+c%zz%4%+1"), "a b c%zz%4% 1");
+        assert_eq!(
+            form_pairs("x=1&y=a+b&&z"),
+            [("x".into(), "1".into()), ("y".into(), "a b".into()), ("z".into(), String::new())]
+        );
+        let mut out = Vec::new();
+        percent_encode("a b/é~", &mut out);
+        assert_eq!(out, b"a%20b%2F%C3%A9~");
     }
 }
