@@ -27,7 +27,9 @@ fn main() {
     let args: Vec<u64> =
         std::env::args().skip(1).filter(|a| a != "--bench").map(|a| a.parse().expect("a number")).collect();
     let (workers, seconds) = (args.first().copied().unwrap_or(100) as usize, args.get(1).copied().unwrap_or(10));
-    let mut plan = Plan::empty(vec![None], Duration::from_secs(30));
+    // A quick plan's user type (the master's reports name it), with ten endpoints to merge.
+    let url = swarmer::http::Url::parse("http://127.0.0.1:9/").unwrap();
+    let mut plan = Plan::quick(&url, ([127, 0, 0, 1], 9).into(), None, Duration::from_secs(30), 1, vec![None]);
     plan.endpoints = (0..ENDPOINTS).map(|i| Endpoint { method: "GET".into(), name: format!("/e{i}") }).collect();
     plan.run_time = Some(Duration::from_secs(seconds));
     plan.output.only_summary = true;

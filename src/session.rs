@@ -86,16 +86,11 @@ pub(crate) struct Ui {
 /// `--autoquit`; during the run its stop button works and edits are refused (a distributed run
 /// cannot be edited yet); after it, another start is refused (the master runs one test).
 pub(crate) fn serve_once(args: &cli::RunArgs, plan: Plan, run: &dyn Fn(Plan, Ui) -> Result<i32>) -> Result<i32> {
-    let board = Arc::new(report::board::Board::new(&plan));
-    let (commands, inbox) = crossbeam_channel::unbounded();
-    let metrics = crate::metrics_server(args)?.unwrap_or_default();
-    let server = web::start(web_options(args, &plan)?, board.clone(), metrics.clone(), commands)?;
-    report::notice(Level::Info, &format!("swarmer: web UI on {} (Ctrl-C to quit)", server.url()));
-    signal::install();
-    let swarm = match args.autostart {
-        true => web::Swarm::default(),
-        false => match wait_for_form(args, &inbox, &board) {
-            Some(swarm) => swarm,
+    let (board, inbox, metrics) = open(args, &plan)?;
+    let (swarm, mut plan) = match args.autostart {
+        true => (web::Swarm::default(), plan_with(args, &web::Swarm::default())?),
+        false => match wait_for_swarm(args, &inbox, &board) {
+            Some(start) => start,
             None => return Ok(0),
         },
     };
@@ -116,7 +111,6 @@ pub(crate) fn serve_once(args: &cli::RunArgs, plan: Plan, run: &dyn Fn(Plan, Ui)
             }
         }
     });
-    let mut plan = plan_with(args, &swarm)?;
     plan.output.only_summary = true;
     let ui = Ui { board: Some(board), stop, metrics: Some(metrics), swarm: Some(swarm) };
     let code = run(plan, ui)?;
@@ -132,53 +126,17 @@ pub(crate) fn serve_once(args: &cli::RunArgs, plan: Plan, run: &dyn Fn(Plan, Ui)
     Ok(code)
 }
 
-/// Waits for the form's start (checked into a plan); `None` on Ctrl-C.
-fn wait_for_form(
-    args: &cli::RunArgs,
-    inbox: &crossbeam_channel::Receiver<web::Command>,
-    board: &report::board::Board,
-) -> Option<web::Swarm> {
-    let signals = signal::received();
-    loop {
-        if signal::received() > signals {
-            return None;
-        }
-        match inbox.recv_timeout(Duration::from_millis(50)) {
-            Ok(web::Command::Swarm(swarm, reply)) => match plan_with(args, &swarm) {
-                Ok(plan) => {
-                    let _ = reply.send(Ok("Swarming started".into()));
-                    board.start(&plan);
-                    return Some(swarm);
-                }
-                Err(err) => {
-                    let _ = reply.send(Err(format!("{err:#}")));
-                }
-            },
-            Ok(web::Command::Stop) | Err(_) => {}
-        }
-    }
-}
-
 /// The web UI: serves the page and Locust's API, then runs tests as the UI asks (or at once with
 /// `--autostart`), one after another, until Ctrl-C (or `--autoquit` after a run).
 pub(crate) fn serve_ui(args: &cli::RunArgs, plan: Plan) -> Result<i32> {
-    let board = Arc::new(report::board::Board::new(&plan));
-    let (commands, inbox) = crossbeam_channel::unbounded();
-    // The UI serves /metrics; --metrics-port serves the same numbers on a port of its own.
-    let metrics = crate::metrics_server(args)?.unwrap_or_default();
-    let server = web::start(web_options(args, &plan)?, board.clone(), metrics.clone(), commands)?;
-    report::notice(Level::Info, &format!("swarmer: web UI on {} (Ctrl-C to quit)", server.url()));
-    if !server.addr.ip().is_loopback() && args.web_auth.is_none() {
-        report::notice(Level::Warning, "warning: the web UI listens beyond this machine without --web-auth: anyone who reaches it can start load tests");
-    }
-    signal::install();
+    let (board, inbox, metrics) = open(args, &plan)?;
     let mut next = args.autostart.then(|| plan_with(args, &web::Swarm::default())).transpose()?;
     let mut exit_code = 0;
     loop {
         let plan = match next.take() {
             Some(plan) => plan,
             None => match wait_for_swarm(args, &inbox, &board) {
-                Some(plan) => plan,
+                Some((_, plan)) => plan,
                 None => return Ok(exit_code),
             },
         };
@@ -200,12 +158,29 @@ pub(crate) fn serve_ui(args: &cli::RunArgs, plan: Plan) -> Result<i32> {
     }
 }
 
-/// Waits for the UI's start; `None` on Ctrl-C.
+/// Serves the web UI for `plan` (and `/metrics`; `--metrics-port` serves the same numbers on a
+/// port of its own): its board, the commands it sends, the numbers it serves.
+type Opened = (Arc<report::board::Board>, crossbeam_channel::Receiver<web::Command>, Arc<report::metrics::Metrics>);
+
+fn open(args: &cli::RunArgs, plan: &Plan) -> Result<Opened> {
+    let board = Arc::new(report::board::Board::new(plan));
+    let (commands, inbox) = crossbeam_channel::unbounded();
+    let metrics = crate::metrics_server(args)?.unwrap_or_default();
+    let server = web::start(web_options(args, plan)?, board.clone(), metrics.clone(), commands)?;
+    report::notice(Level::Info, &format!("swarmer: web UI on {} (Ctrl-C to quit)", server.url()));
+    if !server.addr.ip().is_loopback() && args.web_auth.is_none() {
+        report::notice(Level::Warning, "warning: the web UI listens beyond this machine without --web-auth: anyone who reaches it can start load tests");
+    }
+    signal::install();
+    Ok((board, inbox, metrics))
+}
+
+/// Waits for the UI's start: the form and the plan made from it; `None` on Ctrl-C.
 fn wait_for_swarm(
     args: &cli::RunArgs,
     inbox: &crossbeam_channel::Receiver<web::Command>,
     board: &report::board::Board,
-) -> Option<Plan> {
+) -> Option<(web::Swarm, Plan)> {
     let signals = signal::received();
     loop {
         if signal::received() > signals {
@@ -216,7 +191,7 @@ fn wait_for_swarm(
                 Ok(plan) => {
                     let _ = reply.send(Ok("Swarming started".into()));
                     board.start(&plan);
-                    return Some(plan);
+                    return Some((swarm, plan));
                 }
                 Err(err) => {
                     let _ = reply.send(Err(format!("{err:#}")));

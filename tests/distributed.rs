@@ -67,6 +67,12 @@ impl Drop for Proc {
     }
 }
 
+/// The built-in target in this process, on a free loopback port: its `served()` is the exact
+/// count of responses it wrote.
+fn loopback_target() -> swarmer::target::Server {
+    swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap()
+}
+
 /// A free loopback port (bound and released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -142,7 +148,7 @@ fn master_and_workers(dir: &Path, workers: usize, master_args: &[&str]) -> (i32,
 
 #[test]
 fn a_master_and_two_workers_count_exactly_what_the_target_served() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-exact");
     let prefix = dir.join("run");
     let json = dir.join("run.json");
@@ -195,7 +201,7 @@ fn a_master_and_two_workers_count_exactly_what_the_target_served() {
 
 #[test]
 fn a_killed_worker_moves_its_users_and_nothing_is_dropped() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-kill-worker");
     let port = free_port().to_string();
     let (prefix, json) = (dir.join("run"), dir.join("run.json"));
@@ -248,7 +254,7 @@ fn a_killed_worker_moves_its_users_and_nothing_is_dropped() {
 
 #[test]
 fn a_killed_master_stops_every_worker_within_the_timeout() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-kill-master");
     let port = free_port().to_string();
     let url = format!("http://{}/delay/2ms", server.addr);
@@ -310,7 +316,7 @@ fn raw_client(port: &str, bytes: &[u8]) -> String {
 
 #[test]
 fn wrong_secrets_versions_and_garbage_are_refused_and_the_run_goes_on() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-refuse");
     let port = free_port().to_string();
     let url = format!("http://{}/", server.addr);
@@ -365,7 +371,7 @@ fn wrong_secrets_versions_and_garbage_are_refused_and_the_run_goes_on() {
 
 #[test]
 fn processes_runs_a_master_and_local_workers_in_one_command() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-processes");
     let prefix = dir.join("run");
     let url = format!("http://{}/", server.addr);
@@ -392,7 +398,7 @@ fn processes_runs_a_master_and_local_workers_in_one_command() {
 
 #[test]
 fn a_worker_that_joins_late_takes_a_share() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-late");
     let port = free_port().to_string();
     let prefix = dir.join("run");
@@ -582,7 +588,7 @@ fn a_master_and_two_workers_on_hosts_of_their_own() {
 
 #[test]
 fn the_link_runs_over_tls_and_a_plain_worker_is_refused() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-tls");
     let port = free_port().to_string();
     let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
@@ -666,7 +672,7 @@ fn post_form(port: u16, path: &str, form: &str) -> (u16, String) {
 
 #[test]
 fn the_web_ui_starts_a_distributed_run_and_shows_its_workers() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-ui");
     let (port, web) = (free_port().to_string(), free_port());
     let url = format!("http://{}/", server.addr);
@@ -714,7 +720,7 @@ fn the_web_ui_starts_a_distributed_run_and_shows_its_workers() {
 
 #[test]
 fn the_open_model_splits_its_schedule_across_workers_exactly() {
-    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let server = loopback_target();
     let dir = tempdir("dist-open");
     let json = dir.join("run.json");
     let url = format!("http://{}/delay/5ms", server.addr);

@@ -365,3 +365,22 @@ fn recorded_gaps_become_sleep_steps_and_hosts_and_statics_are_chosen() {
     let text = convert(&bytes, &everything).unwrap().text;
     assert!(text.contains("get = \"/logo.png\"") && text.contains("1 excluded"), "{text}");
 }
+
+#[test]
+fn a_hidden_form_input_becomes_a_capture_and_the_form_sends_it_back() {
+    let page = r#", "response": {"status": 200, "headers": [{"name": "Set-Cookie", "value": "sid=s3ss10nid; Path=/"}], "content": {"mimeType": "text/html", "text": "<form><input type=\"hidden\" name=\"csrf\" value=\"tok3n-abc123\"><input name=\"q\"></form>"}}"#;
+    let post = r#", "postData": {"mimeType": "application/x-www-form-urlencoded", "params": [{"name": "csrf", "value": "tok3n-abc123"}, {"name": "q", "value": "x"}]}"#;
+    let with_header = r#", "headers": [{"name": "X-Session", "value": "s3ss10nid"}]"#;
+    let entries = [
+        entry("GET", "http://127.0.0.1:9/form", "", page),
+        entry("POST", "http://127.0.0.1:9/submit", post, OK),
+        entry("GET", "http://127.0.0.1:9/api/me", with_header, OK)
+            .replace(r#""headers": [] , "headers""#, r#""headers""#),
+    ];
+    let text = convert(&har(&entries.iter().map(String::as_str).collect::<Vec<_>>()), &options()).unwrap().text;
+    assert!(text.contains(r#"csrf = { regex = 'name="csrf"[^>]*value="([^"]*)"' }"#), "{text}");
+    assert!(text.contains(r#"form = { "csrf" = "{{ csrf }}", "q" = "x" }"#), "{text}");
+    // A cookie sent back in a header (not only by the jar) is captured from its Set-Cookie.
+    assert!(text.contains(r#"sid = { cookie = "sid" }"#) && text.contains(r#""X-Session" = "{{ sid }}""#), "{text}");
+    compiles(&text).unwrap();
+}

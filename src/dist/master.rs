@@ -25,7 +25,7 @@ use super::wire::Message;
 use crate::config::Plan;
 use crate::log::Level;
 use crate::report::board::{Board, WorkerRow};
-use crate::report::{self, notice, Membership, Reporter, Summary};
+use crate::report::{self, notice, Joined, Reporter, Summary};
 use crate::stats::Snapshot;
 
 /// The run as workers receive it.
@@ -87,7 +87,7 @@ struct Coordinator {
     start_unix: f64,
     total_partitions: usize,
     snapshots: Option<Sender<Snapshot>>,
-    membership: Option<Sender<Membership>>,
+    membership: Option<Sender<Joined>>,
     reporter: Option<std::thread::JoinHandle<Result<Summary>>>,
     engine_done: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -202,7 +202,7 @@ impl Coordinator {
             let slot = self.slots.len();
             self.slots.insert((id, p), slot);
             if let Some(m) = &self.membership {
-                let _ = m.send(Membership::Join { worker: slot, first_seq });
+                let _ = m.send(Joined { worker: slot, first_seq });
             }
         }
         let message = Message::Take {

@@ -186,7 +186,9 @@ impl Worker {
     fn follow(&mut self, messages: &Receiver<FromMaster>) -> Option<String> {
         let mut next_beat = Instant::now();
         loop {
-            self.forward();
+            if let Err(reason) = self.forward() {
+                return Some(reason);
+            }
             if Instant::now() >= next_beat {
                 let users = self.run.as_ref().map_or(0, |r| r.users_running.load(Ordering::Relaxed));
                 let beat = Message::Heartbeat { users, cpu_permille: self.cpu.permille() };
@@ -291,17 +293,21 @@ impl Worker {
     }
 
     /// Sends every snapshot the threads have made, as its partition's.
-    fn forward(&mut self) {
+    /// A snapshot that cannot be sent means the master is gone: the error says so, and the
+    /// worker stops its load (the master counts what it had in flight as cancelled).
+    fn forward(&mut self) -> Result<(), String> {
         while let Ok(mut snapshot) = self.snapshots.1.try_recv() {
             let index = snapshot.worker;
             snapshot.worker = self.partition_of[index];
             let message = Message::Stats(Box::new(snapshot));
-            let _ = self.link.send(&message);
-            let Message::Stats(mut snapshot) = message else { unreachable!() };
+            let sent = self.link.send(&message);
+            let Message::Stats(mut snapshot) = message else { unreachable!("built above") };
             snapshot.worker = index;
             snapshot.reset();
             let _ = self.spares[index].try_send(*snapshot);
+            sent.map_err(|e| format!("cannot send to the master ({e})"))?;
         }
+        Ok(())
     }
 
     /// Ends the worker: on a lost master, stops the load at once; waits for the threads, sends
@@ -317,8 +323,9 @@ impl Worker {
                 notice(Level::Error, &format!("swarmer worker: {err:#}"));
             }
         }
-        self.forward();
-        match lost {
+        // The last snapshots; when they cannot go, the master is gone after all.
+        let unsent = self.forward().err();
+        match lost.or(unsent) {
             // A worker given no users (it joined when there were none to move) ends with the run.
             Some(_) if self.run.is_none() => {
                 notice(Level::Info, "swarmer worker: the master ended the run before giving this worker users");

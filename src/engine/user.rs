@@ -393,3 +393,33 @@ async fn wait(wait: Wait, task_started: Instant, rng: &mut SmallRng) {
         monoio::time::sleep(pause).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::run::Run;
+    use crate::engine::worker::Thread;
+
+    /// What one user's task takes in memory for its whole life (monoio boxes it when spawned):
+    /// most of the memory per connection (`scripts/bench.sh memory`). Printed, and kept from
+    /// growing unnoticed: `cargo test --release --lib users_task -- --nocapture`.
+    #[test]
+    fn a_users_task_stays_small() {
+        let url = crate::http::Url::parse("http://127.0.0.1:9/").unwrap();
+        let plan = Plan::quick(&url, ([127, 0, 0, 1], 9).into(), None, Duration::from_secs(1), 1, vec![None]);
+        let shared = Arc::new(Run::new(Arc::new(plan), Default::default(), None));
+        let (snapshots, _) = crossbeam_channel::unbounded();
+        let (_, spares) = crossbeam_channel::unbounded();
+        let worker = Rc::new(Worker::new(shared, Thread { index: 0, partition: 0, core: None }, snapshots, spares));
+        let task = run(Running::new(worker, 0), 0, None);
+        let size = std::mem::size_of_val(&task);
+        println!("a user's task: {size} bytes");
+        // 4,608 bytes in a release build when this test was written (4,992 before the TLS
+        // handshake was boxed out of it).
+        assert!(size <= 5_000, "a user's task grew to {size} bytes");
+    }
+}

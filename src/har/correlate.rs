@@ -145,17 +145,19 @@ fn walk(value: &Value, path: &mut String, out: &mut Vec<(String, Source)>) {
     }
 }
 
-/// `<input type="hidden" name="…" value="…">` in HTML.
+/// `<input type="hidden" name="…" value="…">` in HTML. The patterns are compiled once per
+/// process, not per response or per tag.
 fn hidden_inputs(html: &str, out: &mut Vec<(String, Source)>) {
-    let tag = regex::Regex::new(r#"(?is)<input\b[^>]*>"#).expect("valid");
-    let attr = |tag: &str, name: &str| -> Option<String> {
-        let re = regex::Regex::new(&format!(r#"(?i)\b{name}\s*=\s*["']([^"']*)["']"#)).expect("valid");
-        re.captures(tag).map(|c| c[1].to_string())
-    };
+    static PATTERNS: std::sync::OnceLock<[regex::Regex; 4]> = std::sync::OnceLock::new();
+    let [tag, kind, name, value] = PATTERNS.get_or_init(|| {
+        let attr = |name: &str| regex::Regex::new(&format!(r#"(?i)\b{name}\s*=\s*["']([^"']*)["']"#)).expect("valid");
+        [regex::Regex::new(r#"(?is)<input\b[^>]*>"#).expect("valid"), attr("type"), attr("name"), attr("value")]
+    });
+    let attr = |re: &regex::Regex, tag: &str| re.captures(tag).map(|c| c[1].to_string());
     for m in tag.find_iter(html).take(MAX_PER_RESPONSE) {
         let t = m.as_str();
-        if attr(t, "type").is_some_and(|v| v.eq_ignore_ascii_case("hidden")) {
-            if let (Some(name), Some(value)) = (attr(t, "name"), attr(t, "value")) {
+        if attr(kind, t).is_some_and(|v| v.eq_ignore_ascii_case("hidden")) {
+            if let (Some(name), Some(value)) = (attr(name, t), attr(value, t)) {
                 out.push((value, Source::Hidden(name)));
             }
         }

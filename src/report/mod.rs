@@ -58,13 +58,13 @@ struct Interval {
     secs: f64,
 }
 
-/// A change in who sends snapshots (distributed runs: workers join mid-run; one that leaves
-/// ends with a last snapshot, its own or the master's for it).
+/// A sender that joins a distributed run: sender `worker` starts with its snapshot of tick
+/// `first_seq`, and intervals from there on wait for it. (One that leaves ends with a last
+/// snapshot, its own or the master's for it.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Membership {
-    /// Sender `worker` starts with its snapshot of tick `first_seq`: intervals from there on
-    /// wait for it.
-    Join { worker: usize, first_seq: u64 },
+pub struct Joined {
+    pub worker: usize,
+    pub first_seq: u64,
 }
 
 /// New kinds of error printed as they first happen, at most this many (the rest are in the
@@ -110,7 +110,7 @@ pub struct Reporter {
     /// `--metrics-port`, the web UI's `/metrics`.
     metrics: Option<Arc<metrics::Metrics>>,
     /// Distributed runs: senders come and go; the run ends when `engine_done` says so.
-    membership: Option<Receiver<Membership>>,
+    membership: Option<Receiver<Joined>>,
     /// Intervals before this one have been processed.
     next_interval: u64,
 }
@@ -177,7 +177,7 @@ impl Reporter {
     }
 
     /// Takes its senders from `membership` (a distributed master): none to begin with.
-    pub fn with_membership(mut self, membership: Receiver<Membership>) -> Reporter {
+    pub fn with_membership(mut self, membership: Receiver<Joined>) -> Reporter {
         self.workers = 0;
         self.next_seq.clear();
         self.finished.clear();
@@ -187,7 +187,7 @@ impl Reporter {
 
     fn change_membership(&mut self) {
         while let Some(change) = self.membership.as_ref().and_then(|m| m.try_recv().ok()) {
-            let Membership::Join { worker, first_seq } = change;
+            let Joined { worker, first_seq } = change;
             self.ensure_sender(worker, first_seq);
             self.next_seq[worker] = first_seq.max(self.next_interval);
             self.finished[worker] = false;

@@ -73,8 +73,7 @@ pub fn users_line(plan: &Plan, users: u64, secs: f64) -> String {
 /// Locust's "All users spawned": the closed model's ramp is complete, users by type.
 pub fn all_started(plan: &Plan, last_start_secs: f64) -> String {
     let mut counts = vec![0u64; plan.user_types.len()];
-    let typed = if counts.is_empty() { 0 } else { plan.users };
-    for user in 0..typed {
+    for user in 0..plan.users {
         counts[plan.user_type_of(user)] += 1;
     }
     let by_type: Vec<String> =
