@@ -83,6 +83,7 @@ mod session;
 pub mod signal;
 pub mod stats;
 pub mod target;
+pub mod timer;
 pub mod tls;
 pub mod units;
 pub mod web;

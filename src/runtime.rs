@@ -157,6 +157,7 @@ impl Drop for RuntimeScope {
     fn drop(&mut self) {
         URING.with(|u| u.set(false));
         TIMER.with(|t| t.borrow_mut().take());
+        crate::timer::reset();
     }
 }
 

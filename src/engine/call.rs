@@ -50,7 +50,7 @@ pub(crate) async fn execute_call(caller: Caller<'_, '_>, call: &Call) -> Result<
     }
     session.build(call, &shared, rng).map_err(|RenderError(reason)| Stop::Abort(reason))?;
     if let Some(at) = conns.to(call.addr, call.tls.as_ref()).reconnect_after() {
-        monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await;
+        crate::timer::sleep_until(at).await;
     }
     worker.stats.borrow_mut().start(call.endpoint);
     let times = Times::now(intended);
@@ -127,7 +127,7 @@ async fn fetch(
     started: Instant,
 ) -> Result<(Exchange, Instant, Option<Hop>), Failure> {
     let keep_body = !call.checks.is_empty() || !call.captures.is_empty();
-    let deadline = monoio::time::Instant::from_std(started + call.timeout);
+    let deadline = started + call.timeout;
     let mut hop: Option<Hop> = None;
     let mut redirects = 0;
     loop {
@@ -135,7 +135,7 @@ async fn fetch(
         let conn = conns.to(addr, tls);
         conn.keep(true, keep_body);
         let sent = send_once(conn, &session.wbuf, call.is_head, call.idempotent, call.timeout);
-        let exchange = match monoio::time::timeout_at(deadline, sent).await {
+        let exchange = match crate::timer::timeout_at(deadline, sent).await {
             Ok(Ok(exchange)) => exchange,
             Ok(Err(failure)) => {
                 conn.close();

@@ -64,7 +64,8 @@ pub struct Conn {
 struct Reader {
     half: Option<OwnedReadHalf<TcpStream>>,
     /// HTTPS: rustls and its ciphertext buffer; `rbuf` then holds decrypted bytes.
-    tls: Option<crate::tls::Session<rustls::ClientConnection>>,
+    /// Boxed: rustls's state is over 1 KB, and plain connections should not carry it.
+    tls: Option<Box<crate::tls::Session<rustls::ClientConnection>>>,
     /// Received bytes; `rbuf[pos..]` is not yet consumed.
     rbuf: Vec<u8>,
     pos: usize,
@@ -177,9 +178,9 @@ impl Conn {
                 Some(target) => {
                     let conn = rustls::ClientConnection::new(target.config.clone(), target.name.clone())
                         .map_err(|e| tls_failure(&crate::tls::TlsError::Tls(e), Failure::Connect))?;
-                    let mut session = crate::tls::Session::new(conn);
-                    // Boxed: the handshake's state is large and only HTTPS connections need it once;
-                    // inline, every user task would carry it for its whole life.
+                    // Both boxed: rustls's state and the handshake's are large, and only HTTPS
+                    // connections need them; inline, every user's task would carry them for life.
+                    let mut session = Box::new(crate::tls::Session::new(conn));
                     Box::pin(session.handshake(&mut stream))
                         .await
                         .map_err(|err| tls_failure(&err, Failure::Connect))?;
@@ -189,7 +190,7 @@ impl Conn {
             };
             Ok::<_, Failure>((stream, session))
         };
-        let connected = match monoio::time::timeout(timeout, connecting).await {
+        let connected = match crate::timer::timeout(timeout, connecting).await {
             Ok(result) => result,
             Err(_) => Err(Failure::ConnectTimeout(millis(timeout))),
         };

@@ -1,0 +1,102 @@
+//! Memory per connection, by part: a counting global allocator keeps the live heap bytes of the
+//! worker threads by allocation size; the difference between a run of 1,200 users and one of 200,
+//! divided by 1,000, is what each further user (one keep-alive connection) costs on the heap.
+//! Printed by size (`cargo test --release --test memory -- --nocapture`), and bounded.
+//!
+//! The heap is the part that is ours to keep small; `scripts/bench.sh memory` measures the whole
+//! (RSS, which adds allocator overhead and the io_uring rings) against wrk's.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use swarmer::config::Plan;
+use swarmer::http::Url;
+use swarmer::{run, RunOptions};
+
+struct Counting;
+
+/// Live allocations on worker threads by size (rounded up to 8 bytes); the last bucket takes
+/// everything larger.
+const BUCKETS: usize = 1025;
+static LIVE: [AtomicI64; BUCKETS] = [const { AtomicI64::new(0) }; BUCKETS];
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+thread_local! {
+    static IS_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count(size: usize, sign: i64) {
+    if IS_WORKER.with(Cell::get) {
+        LIVE[size.div_ceil(8).min(BUCKETS - 1)].fetch_add(sign, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(sign * size as i64, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size(), 1);
+        System.alloc(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(layout.size(), -1);
+        count(new_size, 1);
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(layout.size(), -1);
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn mark_worker(_: usize) {
+    IS_WORKER.with(|w| w.set(true));
+}
+
+/// Live worker heap (total bytes, count per size bucket) in the steady state of a run of `users`.
+fn live_heap(users: u64) -> (i64, Vec<i64>) {
+    let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
+    let url = Url::parse(&format!("http://{}/", server.addr)).unwrap();
+    let mut plan = Plan::quick(&url, server.addr, None, Duration::from_secs(5), 1, vec![None]);
+    plan.users = users;
+    plan.spawn_rate = 1_000_000.0;
+    plan.run_time = Some(Duration::from_millis(2000));
+    plan.output.only_summary = true;
+    let base: Vec<i64> = LIVE.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let base_bytes = LIVE_BYTES.load(Ordering::Relaxed);
+    let runner =
+        std::thread::spawn(move || run(plan, RunOptions { on_worker_start: Some(mark_worker), ..Default::default() }));
+    std::thread::sleep(Duration::from_millis(1300));
+    let live: Vec<i64> = LIVE.iter().zip(&base).map(|(c, b)| c.load(Ordering::Relaxed) - b).collect();
+    let bytes = LIVE_BYTES.load(Ordering::Relaxed) - base_bytes;
+    let outcome = runner.join().unwrap().unwrap();
+    assert_eq!(outcome.summary.failures, 0);
+    assert!(outcome.summary.requests > users, "every user made requests");
+    (bytes, live)
+}
+
+#[test]
+fn a_connection_costs_under_3_5_kib_of_heap() {
+    let (small, small_by_size) = live_heap(200);
+    let (large, large_by_size) = live_heap(1200);
+    let per_user = (large - small) as f64 / 1000.0;
+    println!("heap per user (one connection): {per_user:.0} bytes, by allocation size:");
+    for (bucket, (l, s)) in large_by_size.iter().zip(&small_by_size).enumerate() {
+        let per = (l - s) as f64 / 1000.0;
+        if per.abs() >= 0.05 {
+            let size =
+                if bucket == BUCKETS - 1 { format!(">{}", 8 * (BUCKETS - 1)) } else { format!("{}", 8 * bucket) };
+            println!("  {size:>6} bytes x {per:.2}");
+        }
+    }
+    assert!(per_user > 1000.0, "the counter sees the users' tasks: {per_user}");
+    // 3,469 bytes when this test was written: the task 2,088, the connection 344, its read buffer
+    // 512, the request bytes 72, the socket 56 + 96.
+    assert!(per_user < 3584.0, "a connection's heap grew to {per_user:.0} bytes");
+}
