@@ -27,6 +27,14 @@
 #   scripts/bench.sh har        # converting a ~50 MB recording of 10,000 entries: time and
 #                               # peak RSS against the file's size
 #   scripts/bench.sh spawn      # how long 10,000 users started at 10,000/s take to connect
+#   scripts/bench.sh table      # the README's benchmark table from one alternating run:
+#                               # CPU per request of swarmer, wrk and the floor client
+#                               # (benches/floor.rs) against nginx and the built-in target at
+#                               # 64 and 256 connections, pipelined 16 (swarmer vs wrk), memory
+#                               # per connection of both, and the time to connect 10,000 users
+#   scripts/bench.sh profile    # where the CPU goes: swarmer, wrk and the floor client against
+#                               # nginx at CONNS under `perf record -e cpu-clock -g`, µs per
+#                               # request by part (scripts/perf-breakdown.py)
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
 #                               # DEFER_TASKRUN, epoll, wrk, and the raw io_uring floor client
 #                               # (benches/floor.rs), alternating; with BASELINE=PATH, also
@@ -140,6 +148,118 @@ start_target() {
   sleep 0.3
 }
 
+# Peak RSS of swarmer and wrk at 1,000 and 10,000 connections to URL; prints both and the bytes
+# per connection ((RSS@10k - RSS@1k) / 9000), and leaves "swarmer_kib wrk_kib" in $WORK/mem-kib.txt.
+memory_per_connection() {
+  local url=$1 c sw wk
+  : >"$WORK/mem.txt"
+  for c in 1000 10000; do
+    sw=$(measure "$SWARMER" --threads 1 --cpus "$GEN_CPU" -u $c -r 1000000 -t "${DURATION}s" --only-summary "$url")
+    wk=$(measure wrk -t1 -c$c -d"${DURATION}s" "$url")
+    echo "$c $sw $wk" >>"$WORK/mem.txt"
+    printf '%6d connections: swarmer RSS %7.1f MiB (%s requests), wrk RSS %7.1f MiB (%s requests)\n' \
+      $c "$(echo "$sw" | awk '{print $3/1024}')" "$(echo "$sw" | awk '{print $1}')" \
+      "$(echo "$wk" | awk '{print $3/1024}')" "$(echo "$wk" | awk '{print $1}')"
+  done
+  awk 'NR==1 {s1=$4; w1=$7} NR==2 {s2=$4; w2=$7}
+       END {printf "%.2f %.2f\n", (s2-s1)/9000, (w2-w1)/9000}' "$WORK/mem.txt" >"$WORK/mem-kib.txt"
+  read -r sk wk <"$WORK/mem-kib.txt"
+  echo "per connection (RSS@10k - RSS@1k)/9000: swarmer $sk KiB, wrk $wk KiB"
+}
+
+# Starts N users at N/s against the target on PORT (each holding /delay/1s requests) and prints
+# the seconds from the command's start until all are connected (established connections sampled
+# every 50 ms), or "never"; connect failures and messages go to $WORK/spawn-notes.txt.
+time_to_connect() {
+  local port=$1 n=$2 t0 watch took
+  t0=$(date +%s.%N)
+  (while sleep 0.05; do echo "$(date +%s.%N) $(ss -Htn state established "( dport = :$port )" | wc -l)"; done) >"$WORK/est.txt" &
+  watch=$!
+  "$SWARMER" -u "$n" -r "$n" -t 4s --only-summary "http://127.0.0.1:$port/delay/1s" >"$WORK/spawn.txt" 2>&1 || true
+  kill "$watch" 2>/dev/null || true
+  wait "$watch" 2>/dev/null || true
+  took=$(awk -v n="$n" -v t0="$t0" '$2 >= n {printf "%.2f", $1 - t0; exit}' "$WORK/est.txt")
+  echo "connect messages: $(grep -ci "connect" "$WORK/spawn.txt" || true); $(awk '/^Run time/ {print; exit}' "$WORK/spawn.txt")" >"$WORK/spawn-notes.txt"
+  echo "${took:-never}"
+}
+
+floor_binary() {
+  cargo bench --no-run --bench floor 2>&1 | grep -o 'target/release/deps/floor-[0-9a-f]*' | head -1
+}
+
+# The README's table: every figure from one alternating run (see the header).
+table() {
+  start_nginx 18190
+  start_target 18191
+  local floor
+  floor=$(floor_binary)
+  cat >"$WORK/pipeline.lua" <<'LUA'
+init = function(args)
+  local r = {}
+  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
+  req = table.concat(r)
+end
+request = function() return req end
+LUA
+  : >"$WORK/table.txt"
+  local i server port c tool r
+  for i in $(seq "$RUNS"); do
+    for server in nginx target; do
+      port=18190; [ $server = target ] && port=18191
+      for c in 64 256; do
+        for tool in swarmer wrk floor; do
+          case $tool in
+            swarmer) r=$(measure "$SWARMER" --threads 1 --cpus "$GEN_CPU" -u $c -r 1000000 -t "${DURATION}s" --only-summary "http://127.0.0.1:$port/") ;;
+            wrk) r=$(measure wrk -t1 -c$c -d"${DURATION}s" "http://127.0.0.1:$port/") ;;
+            floor) r=$(measure "$floor" "127.0.0.1:$port" $c "$DURATION") ;;
+          esac
+          echo "$server-$c $tool $r" >>"$WORK/table.txt"
+        done
+      done
+    done
+    r=$(measure "$SWARMER" --threads 1 --cpus "$GEN_CPU" -u 64 -r 1000000 -t "${DURATION}s" --pipeline 16 --only-summary "http://127.0.0.1:18191/")
+    echo "pipelined-64 swarmer $r" >>"$WORK/table.txt"
+    r=$(measure wrk -t1 -c64 -d"${DURATION}s" -s "$WORK/pipeline.lua" "http://127.0.0.1:18191/")
+    echo "pipelined-64 wrk $r" >>"$WORK/table.txt"
+  done
+  echo "== memory"
+  memory_per_connection http://127.0.0.1:18191/
+  echo "== connecting 10,000 users at 10,000/s ($RUNS runs)"
+  : >"$WORK/spawn-times.txt"
+  for i in $(seq "$RUNS"); do
+    time_to_connect 18191 10000 >>"$WORK/spawn-times.txt"
+    echo "run $i: $(tail -1 "$WORK/spawn-times.txt") s; $(cat "$WORK/spawn-notes.txt")"
+  done
+  echo
+  echo "Per run (requests cpu_s rss_kb):"
+  awk '{printf "  %-13s %-8s %s %s %s\n", $1, $2, $3, $4, $5}' "$WORK/table.txt"
+  echo
+  echo "$(date -u +%Y-%m-%d), RUNS=$RUNS DURATION=$DURATION scripts/bench.sh table; medians; generator on CPU $GEN_CPU, target on CPU $TARGET_CPU"
+  echo
+  echo "| load | swarmer req/s | µs CPU/request: swarmer | wrk | floor | swarmer/floor CPU | swarmer/wrk req per CPU-s |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  local row label us_s us_w us_f rps
+  for row in nginx-64 nginx-256 target-64 target-256 pipelined-64; do
+    case $row in
+      nginx-*) label="nginx, ${row#nginx-} connections" ;;
+      target-*) label="built-in target, ${row#target-} connections" ;;
+      pipelined-*) label="built-in target, 64 connections, pipelined 16" ;;
+    esac
+    us_s=$(awk -v r=$row '$1 == r && $2 == "swarmer" {print $4 / $3 * 1e6}' "$WORK/table.txt" | median)
+    us_w=$(awk -v r=$row '$1 == r && $2 == "wrk" {print $4 / $3 * 1e6}' "$WORK/table.txt" | median)
+    us_f=$(awk -v r=$row '$1 == r && $2 == "floor" {print $4 / $3 * 1e6}' "$WORK/table.txt" | median)
+    rps=$(awk -v r=$row -v d="$DURATION" '$1 == r && $2 == "swarmer" {print $3 / d}' "$WORK/table.txt" | median)
+    awk -v l="$label" -v s="$us_s" -v w="$us_w" -v f="${us_f:-}" -v rps="$rps" 'BEGIN {
+      floor = (f == "" || f == 0) ? "—" : sprintf("%.2f", f)
+      ratio = (f == "" || f == 0) ? "—" : sprintf("%.3f", s / f)
+      printf "| %s | %.0f | %.2f | %.2f | %s | %s | %.3f |\n", l, rps, s, w, floor, ratio, w / s }'
+  done
+  read -r sk wk <"$WORK/mem-kib.txt"
+  echo
+  echo "Memory per connection (RSS slope, 1,000 to 10,000 connections): swarmer $sk KiB, wrk $wk KiB ($(awk -v s="$sk" -v w="$wk" 'BEGIN {printf "%.2f", s / w}')x)."
+  echo "10,000 users started at 10,000/s, all connected after (median of $RUNS): $(median <"$WORK/spawn-times.txt") s."
+}
+
 for mode in $MODES; do
   case $mode in
     nginx)
@@ -166,18 +286,9 @@ LUA
       ;;
     memory)
       start_target 18092
-      URL=http://127.0.0.1:18092/
       echo "== memory: peak RSS by connection count (built-in target; ${DURATION}s runs)"
-      for c in 1000 10000; do
-        sw=$(measure "$SWARMER" --threads 1 --cpus "$GEN_CPU" -u $c -r 1000000 -t "${DURATION}s" --only-summary "$URL")
-        wk=$(measure wrk -t1 -c$c -d"${DURATION}s" "$URL")
-        echo "$c $sw $wk" >>"$WORK/mem.txt"
-        printf '%6d connections: swarmer RSS %7.1f MiB (%s requests), wrk RSS %7.1f MiB (%s requests)\n' \
-          $c "$(echo "$sw" | awk '{print $3/1024}')" "$(echo "$sw" | awk '{print $1}')" \
-          "$(echo "$wk" | awk '{print $3/1024}')" "$(echo "$wk" | awk '{print $1}')"
-      done
-      awk 'NR==1 {s1=$4; w1=$7} NR==2 {s2=$4; w2=$7}
-           END {printf "per connection (RSS@10k - RSS@1k)/9000: swarmer %.2f KiB, wrk %.2f KiB\n\n", (s2-s1)/9000, (w2-w1)/9000}' "$WORK/mem.txt"
+      memory_per_connection http://127.0.0.1:18092/
+      echo
       ;;
     web)
       # The web UI's cost: the same run headless and with the UI serving a page's event stream
@@ -261,7 +372,7 @@ LUA
       start_nginx 18093
       URL=http://127.0.0.1:18093/
       SW=("$SWARMER" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary "$URL")
-      FLOOR=$(cargo bench --no-run --bench floor 2>&1 | grep -o 'target/release/deps/floor-[0-9a-f]*' | head -1)
+      FLOOR=$(floor_binary)
       VARIANTS="default no-defer epoll wrk floor${BASELINE:+ baseline}"
       : >"$WORK/drivers.txt"
       for i in $(seq "$RUNS"); do
@@ -411,27 +522,36 @@ PY
       echo
       ;;
     spawn)
-      # Connecting SPAWN_USERS (default 10,000) users started at that many per second: the time
-      # until all are connected (established connections to the target sampled every 50 ms),
-      # and any connect failures (a SYN storm overflowing the listen backlog would show here).
-      n=${SPAWN_USERS:-10000}
       start_target 18093
       for i in $(seq "$RUNS"); do
-        t0=$(date +%s.%N)
-        (while sleep 0.05; do echo "$(date +%s.%N) $(ss -Htn state established "( dport = :18093 )" | wc -l)"; done) >"$WORK/est.txt" &
-        watch=$!
-        "$SWARMER" -u "$n" -r "$n" -t 4s --only-summary "http://127.0.0.1:18093/delay/1s" >"$WORK/spawn.txt" 2>&1 || true
-        kill "$watch" 2>/dev/null || true
-        wait "$watch" 2>/dev/null || true
-        # Seconds from the command's start to the first sample with every user connected.
-        took=$(awk -v n="$n" -v t0="$t0" '$2 >= n {printf "%.2f", $1 - t0; exit}' "$WORK/est.txt")
-        fails=$(awk '/^Run time/ {print}' "$WORK/spawn.txt" | head -1)
-        errors=$(grep -ci "connect" "$WORK/spawn.txt" || true)
-        echo "run $i: all $n users connected ${took:-never} s after the command started (the ramp alone takes $(awk -v n="$n" 'BEGIN {print (n - 1) / n}') s); connect messages: $errors"
-        echo "       $fails"
+        took=$(time_to_connect 18093 "${SPAWN_USERS:-10000}")
+        echo "run $i: all ${SPAWN_USERS:-10000} users connected $took s after the command started; $(cat "$WORK/spawn-notes.txt")"
       done
       echo
       ;;
-    *) echo "unknown mode $mode (nginx, pipeline, memory, drivers, scenario, open, https, web, outputs, dist, har, spawn)" >&2; exit 2 ;;
+    table)
+      table
+      ;;
+    profile)
+      command -v perf >/dev/null || { echo "profile needs perf (apt-get install linux-perf)" >&2; exit 2; }
+      start_nginx 18094
+      floor=$(floor_binary)
+      specs=()
+      for tool in swarmer wrk floor; do
+        case $tool in
+          swarmer) cmd=("$SWARMER" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary http://127.0.0.1:18094/) ;;
+          wrk) cmd=(wrk -t1 -c"$CONNS" -d"${DURATION}s" http://127.0.0.1:18094/) ;;
+          floor) cmd=("$floor" 127.0.0.1:18094 "$CONNS" "$DURATION") ;;
+        esac
+        # One sample per 100 µs of CPU: samples x 100 µs is the CPU the run took.
+        taskset -c "$GEN_CPU" perf record -q -e cpu-clock -c 100000 -g -o "$WORK/$tool.data" -- "${cmd[@]}" >"$WORK/$tool.out" 2>&1
+        requests=$(awk '/requests in/ {print $1} /^Run time/ {for (i=1;i<=NF;i++) if ($i=="requests,") print $(i-1)}' "$WORK/$tool.out" | head -1)
+        specs+=("$tool=$WORK/$tool.data:$requests")
+      done
+      echo "== where the CPU goes: nginx, $CONNS connections, ${DURATION}s each (perf record -e cpu-clock -g)"
+      python3 scripts/perf-breakdown.py 100 "${specs[@]}"
+      echo
+      ;;
+    *) echo "unknown mode $mode (table, nginx, pipeline, memory, drivers, scenario, open, https, web, outputs, dist, har, spawn)" >&2; exit 2 ;;
   esac
 done

@@ -3,12 +3,13 @@
 //! are decoded (Content-Length, chunked, until close) into a bounded sink. The first byte sets
 //! the piece size. Checked: no panic, progress never claims more than it was given, the kept
 //! body respects its limit, and the responses completed do not depend on how the bytes were
-//! split (one piece vs many).
+//! split (one piece vs many), and the head parser that remembers the last head
+//! (`parse_head_cached`) agrees with the plain one on every head.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use swarmer::http::conn::MAX_HEAD_BYTES;
-use swarmer::http::{parse_head, Body, Framing, Sink};
+use swarmer::http::{parse_head, parse_head_cached, Body, Framing, Sink};
 
 const KEEP_LIMIT: usize = 4096;
 
@@ -24,6 +25,9 @@ fn responses(input: &[u8], piece: usize) -> Vec<(u16, u64)> {
     loop {
         let progressed = match current.as_mut() {
             None => match parse_head(&buf[pos..], false) {
+                // The remembered parse (the last head of this thread, often from another input)
+                // must be the parse.
+                parsed if parse_head_cached(&buf[pos..], false) != parsed => panic!("cached parse differs"),
                 // As the connection does: over the limit however the bytes arrived.
                 Ok(Some(head)) if head.len > MAX_HEAD_BYTES => return done,
                 Ok(Some(head)) => {

@@ -268,7 +268,7 @@ mod tests {
             s.endpoints[1].record(us, 10);
         }
         s.endpoints[1].record_failure(Failure::Expected { status: 418, wanted: "200" }, 7);
-        s.endpoints[1].record_service(40);
+        s.endpoints[1].record_service(40, 1);
         s.endpoints[0].cancelled = 2;
         s.aborts.push(AbortCount { path: "U / t / s", reason: "why".into(), count: 3 });
         s.arrivals.record(1500);

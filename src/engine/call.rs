@@ -65,7 +65,7 @@ pub(crate) async fn execute_call(caller: Caller<'_, '_>, call: &Call) -> Result<
     // Checks on response time see the service time; the stats the (open-model) latency.
     let elapsed = completed_at.saturating_duration_since(times.started);
     let latency_us = times.latency_us(completed_at);
-    times.service(&mut worker.stats.borrow_mut(), call.endpoint, completed_at);
+    times.service(&mut worker.stats.borrow_mut(), call.endpoint, completed_at, 1);
     let (addr, tls) = destination(call, hop.as_ref());
     let kept = conns.to(addr, tls).kept().expect("keep was asked for");
     let failure = check::judge(session, call, exchange.status, elapsed, kept, &shared, rng);

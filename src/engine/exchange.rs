@@ -66,10 +66,10 @@ impl Times {
         micros(completed_at.saturating_duration_since(self.intended.unwrap_or(self.started)))
     }
 
-    /// Open model: the raw service time beside the latency.
-    pub fn service(self, stats: &mut CoreStats, endpoint: usize, completed_at: Instant) {
+    /// Open model: the raw service time beside the latency (of `n` requests).
+    pub fn service(self, stats: &mut CoreStats, endpoint: usize, completed_at: Instant, n: u64) {
         if self.intended.is_some() {
-            stats.service(endpoint, micros(completed_at.saturating_duration_since(self.started)));
+            stats.service(endpoint, micros(completed_at.saturating_duration_since(self.started)), n);
         }
     }
 
@@ -77,7 +77,7 @@ impl Times {
     pub fn fail(self, stats: &mut CoreStats, endpoint: usize, failure: Failure) {
         let now = Instant::now();
         stats.failure(endpoint, self.latency_us(now), 0, failure, unix_now());
-        self.service(stats, endpoint, now);
+        self.service(stats, endpoint, now, 1);
     }
 }
 
@@ -102,9 +102,12 @@ pub(crate) async fn execute(
         }
     }
     let times = Times::now(intended);
-    let completed = Cell::new(0);
-    let outcome =
-        crate::timer::timeout(request.timeout, exchange(worker, conn, request, depth, times, &completed)).await;
+    let done = Done { times, endpoint, completed: Cell::new(0), batch: Cell::new(Batch::EMPTY) };
+    let deadline = times.started + request.timeout;
+    let outcome = crate::timer::timeout_at(deadline, exchange(worker, conn, request, depth, &done)).await;
+    // Responses received before a failure or the timeout still count (the batch outlives the
+    // exchange's future for that).
+    done.flush(worker);
     let failure = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(failure)) => failure,
@@ -113,8 +116,56 @@ pub(crate) async fn execute(
     // The connection's state is unknown (or its buffer went with a cancelled read): start over.
     conn.close();
     let mut stats = worker.stats.borrow_mut();
-    for _ in completed.get()..depth {
+    for _ in done.completed.get()..depth {
         times.fail(&mut stats, endpoint, failure);
+    }
+}
+
+/// What an exchange of `depth` requests has completed so far: successes are recorded in
+/// batches of those that arrived in the same read (the same latency), failures one by one.
+struct Done {
+    times: Times,
+    endpoint: usize,
+    /// Responses received (recorded, or waiting in `batch`).
+    completed: Cell<usize>,
+    batch: Cell<Batch>,
+}
+
+/// Successful responses not yet recorded: all completed at `at` (one read), `payload` bytes.
+#[derive(Clone, Copy)]
+struct Batch {
+    at: Option<Instant>,
+    n: u64,
+    payload: u64,
+}
+
+impl Batch {
+    const EMPTY: Batch = Batch { at: None, n: 0, payload: 0 };
+}
+
+impl Done {
+    /// A complete response whose last byte arrived at `completed_at`.
+    fn add(&self, worker: &Worker, completed_at: Instant, exchange: Exchange) {
+        self.completed.set(self.completed.get() + 1);
+        let batch = self.batch.get();
+        if exchange.status < 400 && batch.at == Some(completed_at) {
+            self.batch.set(Batch { at: batch.at, n: batch.n + 1, payload: batch.payload + exchange.payload });
+            return;
+        }
+        self.flush(worker);
+        if exchange.status < 400 {
+            self.batch.set(Batch { at: Some(completed_at), n: 1, payload: exchange.payload });
+        } else {
+            record(worker, self.endpoint, self.times, completed_at, exchange);
+        }
+    }
+
+    /// Records the batch.
+    fn flush(&self, worker: &Worker) {
+        let Batch { at: Some(at), n, payload } = self.batch.replace(Batch::EMPTY) else { return };
+        let mut stats = worker.stats.borrow_mut();
+        self.times.service(&mut stats, self.endpoint, at, n);
+        stats.successes(self.endpoint, self.times.latency_us(at), payload, n);
     }
 }
 
@@ -123,25 +174,21 @@ async fn exchange(
     conn: &mut Conn,
     request: &Request,
     depth: usize,
-    times: Times,
-    completed: &Cell<usize>,
+    done: &Done,
 ) -> Result<(), Failure> {
     if depth == 1 {
         let exchange = send_once(conn, &request.bytes, request.is_head, request.idempotent, request.timeout).await?;
-        record(worker, request.endpoint, times, conn.received_at(), exchange);
-        completed.set(1);
+        done.add(worker, conn.received_at(), exchange);
         return Ok(());
     }
     if !conn.is_connected() {
         conn.connect(request.timeout).await?;
     }
     let first = conn.send_and_receive(&request.bytes, depth, request.is_head).await?;
-    record(worker, request.endpoint, times, conn.received_at(), first);
-    completed.set(1);
-    for done in 1..depth {
+    done.add(worker, conn.received_at(), first);
+    for _ in 1..depth {
         let exchange = conn.receive(request.is_head).await?;
-        record(worker, request.endpoint, times, conn.received_at(), exchange);
-        completed.set(done + 1);
+        done.add(worker, conn.received_at(), exchange);
     }
     Ok(())
 }
@@ -175,7 +222,7 @@ pub(crate) async fn send_once(
 fn record(worker: &Worker, endpoint: usize, times: Times, completed_at: Instant, exchange: Exchange) {
     let latency_us = times.latency_us(completed_at);
     let mut stats = worker.stats.borrow_mut();
-    times.service(&mut stats, endpoint, completed_at);
+    times.service(&mut stats, endpoint, completed_at, 1);
     if exchange.status >= 400 {
         stats.failure(endpoint, latency_us, exchange.payload, Failure::Status(exchange.status), unix_now());
     } else {

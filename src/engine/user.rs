@@ -190,7 +190,7 @@ async fn start(user: &mut User<'_>, user_type: &UserType) -> bool {
         return true;
     }
     for attempt in 0..=user_type.on_start_retries {
-        let started = Instant::now();
+        let started = task_start(user_type.wait);
         match run_steps(user, &user_type.on_start).await {
             Ended::Done | Ended::Skipped => return true,
             Ended::Aborted(path, reason) => {
@@ -250,12 +250,12 @@ async fn open_loop(user: &mut User<'_>, user_type: &UserType, slot: &Rc<Slot>) {
 /// without one: Locust reschedules at once after an interrupt). False when the worker stopped.
 async fn run_picked(user: &mut User<'_>, user_type: &UserType, task: &Task) -> bool {
     for _ in 0..task.repeat.max(1) {
-        let started = Instant::now();
+        let started = task_start(user_type.wait);
         run_once(user, user_type, task).await;
         if user.worker.stopping.get() {
             return false;
         }
-        if matches!(task.kind, TaskKind::Steps(_)) {
+        if matches!(task.kind, TaskKind::Steps(_)) && user_type.wait != Wait::None {
             wait(user_type.wait, started, &mut user.rng).await;
         }
     }
@@ -376,17 +376,24 @@ fn pick_ticket(tasks: &[Task], mut ticket: u32) -> &Task {
     &tasks[tasks.len() - 1]
 }
 
-async fn wait(wait: Wait, task_started: Instant, rng: &mut SmallRng) {
+/// When a task starts, for the waits that count from it (pacing, Poisson); other waits need no
+/// clock read per task.
+fn task_start(wait: Wait) -> Option<Instant> {
+    matches!(wait, Wait::Pacing(_) | Wait::Poisson(_)).then(Instant::now)
+}
+
+async fn wait(wait: Wait, task_started: Option<Instant>, rng: &mut SmallRng) {
+    let took = || task_started.map_or(Duration::ZERO, |started| started.elapsed());
     let pause = match wait {
         Wait::None => return,
         Wait::Constant(d) => d,
         Wait::Between(low, high) if high > low => rng.gen_range(low..=high),
         Wait::Between(low, _) => low,
-        Wait::Pacing(period) => period.saturating_sub(task_started.elapsed()),
+        Wait::Pacing(period) => period.saturating_sub(took()),
         Wait::Poisson(rate) => {
             // Exponential gap with mean 1/rate between task starts.
             let u: f64 = rng.gen_range(f64::EPSILON..1.0);
-            Duration::from_secs_f64(-u.ln() / rate).saturating_sub(task_started.elapsed())
+            Duration::from_secs_f64(-u.ln() / rate).saturating_sub(took())
         }
     };
     if !pause.is_zero() {

@@ -11,7 +11,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf
 use monoio::net::TcpStream;
 
 use super::body::{Body, Sink};
-use super::head::{parse_head_into, Field, Framing};
+use super::head::{parse_head_cached, parse_head_into, Field, Framing};
 use crate::failure::{Failure, ParseError};
 
 /// Read buffer a connection starts with. It doubles whenever a read fills all its free space
@@ -343,8 +343,11 @@ impl Reader {
     /// One complete response and whether the connection may be reused after it.
     async fn receive(&mut self, head_request: bool) -> Result<(Exchange, bool), Failure> {
         let head = loop {
-            let fields = self.kept.as_mut().map(|kept| &mut kept.fields);
-            match parse_head_into(&self.rbuf[self.pos..], head_request, fields) {
+            let parsed = match self.kept.as_mut() {
+                Some(kept) => parse_head_into(&self.rbuf[self.pos..], head_request, Some(&mut kept.fields)),
+                None => parse_head_cached(&self.rbuf[self.pos..], head_request),
+            };
+            match parsed {
                 // However the bytes arrived (one read or many), a head over the limit is refused.
                 Ok(Some(head)) if head.len > MAX_HEAD_BYTES => return Err(Failure::Parse(ParseError::HeadTooLarge)),
                 Ok(Some(head)) if head.is_interim() => self.pos += head.len,

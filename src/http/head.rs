@@ -1,6 +1,7 @@
 //! Response head parsing (RFC 9112 §4–6) in place with a fixed header array: status, framing
 //! and persistence are read; no header is copied.
 
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -85,6 +86,42 @@ pub fn parse_head_into(
         seen.read(header.name.as_bytes(), header.value)?;
     }
     Ok(Some(seen.head(status, len, head_request)))
+}
+
+/// Heads up to this long are remembered by `parse_head_cached`.
+pub const CACHED_HEAD_BYTES: usize = 512;
+
+thread_local! {
+    /// The last head `parse_head_cached` parsed on this thread, and what it parsed to (for a
+    /// HEAD request or not).
+    static LAST_HEAD: RefCell<(Vec<u8>, Option<(bool, Head)>)> = const { RefCell::new((Vec::new(), None)) };
+}
+
+/// As `parse_head`, remembering the last head parsed on this thread (one per worker): when
+/// `buf` starts with exactly those bytes, their parse is returned without parsing again. Exact,
+/// since a head's parse depends on its bytes alone and ends at its blank line; and a server
+/// under load mostly sends the same head to every connection (nginx's changes with its `Date`,
+/// once a second). A miss costs the comparison (it stops at the first difference) and a copy
+/// of the new head.
+#[inline]
+pub fn parse_head_cached(buf: &[u8], head_request: bool) -> Result<Option<Head>, ParseError> {
+    LAST_HEAD.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((for_head, head)) = last.1 {
+            if for_head == head_request && buf.starts_with(&last.0) {
+                return Ok(Some(head));
+            }
+        }
+        let parsed = parse_head_into(buf, head_request, None);
+        if let Ok(Some(head)) = parsed {
+            if head.len <= CACHED_HEAD_BYTES && !head.is_interim() {
+                last.0.clear();
+                last.0.extend_from_slice(&buf[..head.len]);
+                last.1 = Some((head_request, head));
+            }
+        }
+        parsed
+    })
 }
 
 /// The range `part` (a slice of `buf`) occupies in `buf`.
@@ -203,6 +240,30 @@ mod tests {
             show,
             [(&b"Set-Cookie"[..], &b"a=1"[..]), (&b"X-Long"[..], &b"spaced"[..]), (&b"set-cookie"[..], &b"b=2"[..])]
         );
+    }
+
+    /// The remembered parse is the parse: the same head again (followed by anything) gives the
+    /// same result, a head that differs anywhere or a HEAD request is parsed afresh, partial and
+    /// bad heads are never remembered.
+    #[test]
+    fn a_remembered_head_parses_as_the_head_itself() {
+        let heads: [&[u8]; 6] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 404 Not Found\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello!",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        ];
+        for round in 0..3 {
+            for buf in heads {
+                for head_request in [false, true] {
+                    let fresh = parse_head(buf, head_request);
+                    assert_eq!(parse_head_cached(buf, head_request), fresh, "round {round}: {buf:?}");
+                    assert_eq!(parse_head_cached(buf, head_request), fresh, "again, round {round}: {buf:?}");
+                }
+            }
+        }
     }
 
     #[test]

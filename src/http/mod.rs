@@ -15,6 +15,6 @@ pub mod url;
 
 pub use body::{Body, Progress, Sink};
 pub use conn::{Conn, Exchange, Kept};
-pub use head::{parse_head, Framing, Head};
+pub use head::{parse_head, parse_head_cached, Framing, Head};
 pub use request::encode_request;
 pub use url::Url;

@@ -86,12 +86,12 @@ impl EndpointStats {
     }
 
     /// Records a request's service time (open model).
-    pub fn record_service(&mut self, service_us: u64) {
+    pub fn record_service(&mut self, service_us: u64, n: u64) {
         let high = self.hist.high();
         let service = self
             .service
             .get_or_insert_with(|| Histogram::new_with_bounds(1, high.max(2), SIGFIG).expect("valid histogram bounds"));
-        service.record(service_us.clamp(1, high)).expect("value within bounds");
+        service.record_n(service_us.clamp(1, high), n).expect("value within bounds");
     }
 
     /// The service time at `quantile` in µs (0 without service times).
@@ -102,17 +102,24 @@ impl EndpointStats {
     /// Records one completed request.
     #[inline]
     pub fn record(&mut self, latency_us: u64, bytes: u64) {
+        self.record_n(latency_us, bytes, 1);
+    }
+
+    /// Records `n` completed requests of the same latency, `bytes` in all (pipelined responses
+    /// that arrived in one read).
+    #[inline]
+    pub fn record_n(&mut self, latency_us: u64, bytes: u64, n: u64) {
         let high = self.hist.high();
         let value = if latency_us > high {
-            self.clamped += 1;
+            self.clamped += n;
             high
         } else {
             latency_us.max(1)
         };
-        self.hist.record(value).expect("value within bounds");
-        self.count += 1;
+        self.hist.record_n(value, n).expect("value within bounds");
+        self.count += n;
         self.bytes += bytes;
-        self.sum_us += latency_us;
+        self.sum_us += latency_us * n;
         self.min_us = self.min_us.min(latency_us);
         self.max_us = self.max_us.max(latency_us);
     }
@@ -326,8 +333,14 @@ impl CoreStats {
     /// A started request completed successfully.
     #[inline]
     pub fn success(&mut self, endpoint: usize, latency_us: u64, bytes: u64) {
-        self.in_flight[endpoint] -= 1;
-        self.current.endpoints[endpoint].record(latency_us, bytes);
+        self.successes(endpoint, latency_us, bytes, 1);
+    }
+
+    /// `n` started requests completed successfully, all after `latency_us`, `bytes` in all.
+    #[inline]
+    pub fn successes(&mut self, endpoint: usize, latency_us: u64, bytes: u64, n: u64) {
+        self.in_flight[endpoint] -= n;
+        self.current.endpoints[endpoint].record_n(latency_us, bytes, n);
     }
 
     /// A started request failed after `latency_us`.
@@ -349,8 +362,8 @@ impl CoreStats {
     }
 
     /// Open model: a request's raw service time beside its latency from the intended start.
-    pub fn service(&mut self, endpoint: usize, service_us: u64) {
-        self.current.endpoints[endpoint].record_service(service_us);
+    pub fn service(&mut self, endpoint: usize, service_us: u64, n: u64) {
+        self.current.endpoints[endpoint].record_service(service_us, n);
     }
 
     /// Open model: a start came due and began `lag_us` after its intended time.
