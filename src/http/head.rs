@@ -91,10 +91,12 @@ pub fn parse_head_into(
 /// Heads up to this long are remembered by `parse_head_cached`.
 pub const CACHED_HEAD_BYTES: usize = 512;
 
+/// The last head `parse_head_cached` parsed on a thread, and what it parsed to (for a HEAD
+/// request or not).
+type LastHead = (Vec<u8>, Option<(bool, Head)>);
+
 thread_local! {
-    /// The last head `parse_head_cached` parsed on this thread, and what it parsed to (for a
-    /// HEAD request or not).
-    static LAST_HEAD: RefCell<(Vec<u8>, Option<(bool, Head)>)> = const { RefCell::new((Vec::new(), None)) };
+    static LAST_HEAD: RefCell<LastHead> = const { RefCell::new((Vec::new(), None)) };
 }
 
 /// As `parse_head`, remembering the last head parsed on this thread (one per worker): when
