@@ -23,7 +23,7 @@ pub use call::{
     percent_encode, Accept, Call, Capture, Check, CheckKind, Escape, Expr, JsonOp, Message, Need, Needed, Part, Source,
     Template,
 };
-pub use flags::FileSettings;
+pub use flags::{auto_sources_all, step_addrs, FileSettings};
 pub use shape::{Shape, Stage};
 pub use task::{DataFile, Endpoint, Request, Step, Task, TaskKind, UserType, Vars, Wait};
 pub use threshold::{EndpointFilter, Metric, Op, Threshold};

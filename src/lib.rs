@@ -346,6 +346,10 @@ pub fn scenario_plan_from(args: &cli::RunArgs, source: Option<Sources>) -> Resul
     };
     let (mut plan, file) = compiled.map_err(|e| usage(e.into()))?;
     plan.apply_run_args(args, file).map_err(usage)?;
+    if plan.source_addrs.is_empty() {
+        let targets = config::step_addrs(&plan);
+        plan.source_addrs = config::auto_sources_all(&targets, plan.users + plan.headroom);
+    }
     Ok(plan)
 }
 

@@ -289,6 +289,48 @@ pub const PORTS_PER_SOURCE: u64 = 25_000;
 
 /// More users than one source address has ports for, to a loopback IPv4 target: spread over
 /// 127.0.0.2, 127.0.0.3, … (every 127.0.0.0/8 address is this machine's).
+/// As `auto_sources`, for a plan that sends to all of `targets` (a scenario's hosts): only when
+/// every one is a loopback IPv4 address.
+pub fn auto_sources_all(targets: &[SocketAddr], users: u64) -> Vec<std::net::IpAddr> {
+    match targets.first() {
+        Some(first) if targets.iter().all(|t| matches!(t, SocketAddr::V4(v4) if v4.ip().is_loopback())) => {
+            auto_sources(*first, users)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Every address the plan's steps send to (redirects aside), each once.
+pub fn step_addrs(plan: &Plan) -> Vec<SocketAddr> {
+    fn walk(steps: &[Step], into: &mut Vec<SocketAddr>) {
+        for step in steps {
+            let addr = match step {
+                Step::Request(request) => request.addr,
+                Step::Call(call) => call.addr,
+                Step::Sleep(_) => continue,
+            };
+            if !into.contains(&addr) {
+                into.push(addr);
+            }
+        }
+    }
+    fn tasks(list: &[Task], into: &mut Vec<SocketAddr>) {
+        for task in list {
+            match &task.kind {
+                TaskKind::Steps(steps) => walk(steps, into),
+                TaskKind::Set { tasks: inner, .. } => tasks(inner, into),
+            }
+        }
+    }
+    let mut addrs = Vec::new();
+    for user_type in &plan.user_types {
+        walk(&user_type.on_start, &mut addrs);
+        tasks(&user_type.tasks, &mut addrs);
+        walk(&user_type.on_stop, &mut addrs);
+    }
+    addrs
+}
+
 pub fn auto_sources(target: SocketAddr, users: u64) -> Vec<std::net::IpAddr> {
     let SocketAddr::V4(v4) = target else { return Vec::new() };
     if !v4.ip().is_loopback() || users <= PORTS_PER_SOURCE {
@@ -310,6 +352,10 @@ mod tests {
         assert_eq!(sources, ["127.0.0.2", "127.0.0.3", "127.0.0.4"].map(|s| s.parse::<std::net::IpAddr>().unwrap()));
         assert!(auto_sources(([10, 0, 0, 1], 80).into(), 60_000).is_empty());
         assert!(auto_sources("[::1]:80".parse().unwrap(), 60_000).is_empty());
+        let other: SocketAddr = ([127, 0, 0, 9], 80).into();
+        assert_eq!(auto_sources_all(&[target, other], 60_000).len(), 3, "a scenario's loopback hosts");
+        assert!(auto_sources_all(&[target, ([10, 0, 0, 1], 80).into()], 60_000).is_empty(), "one host is not");
+        assert!(auto_sources_all(&[], 60_000).is_empty());
         assert_eq!(parse_source_addrs("127.0.0.2-127.0.0.4, 127.0.0.9").unwrap().len(), 4);
         assert!(parse_source_addrs("127.0.0.5-127.0.0.2").is_err());
         assert!(parse_source_addrs("nope").is_err());

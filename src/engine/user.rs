@@ -40,6 +40,8 @@ pub(crate) async fn run(running: Running, index: u64, slot: Option<Rc<Slot>>) {
     let mut user = User::new(worker, plan, index);
     user.start_session(user_type);
     let lived = monoio::select! {
+        // In this order: a cancel wins, and no random number is drawn per poll to pick one.
+        biased;
         _ = worker.cancel.fired() => {
             // Whatever was in flight left its connection in an unknown state.
             user.conns.close_all();
