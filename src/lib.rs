@@ -47,6 +47,7 @@
 //! | error taxonomy | `failure.rs` |
 //! | the log: levels, `--logfile` | `log.rs` |
 //! | runtime construction (io_uring flags, epoll), precise timer | `runtime.rs` |
+//! | the load path's deadlines and sleeps: one timer table per thread | `runtime/timer.rs` |
 //! | per-core histograms and snapshots | `stats/mod.rs` |
 //! | merging, the final summary; the numbers every report reads | `report/mod.rs`, `report/results.rs` |
 //! | banner, users line, first errors, final notes; task ratios (`--list`) | `report/status.rs`, `report/ratios.rs` |
@@ -83,7 +84,6 @@ mod session;
 pub mod signal;
 pub mod stats;
 pub mod target;
-pub mod timer;
 pub mod tls;
 pub mod units;
 pub mod web;

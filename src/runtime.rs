@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
+pub mod timer;
+
 /// Which IO driver a thread's runtime uses (`--io`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Io {
@@ -157,7 +159,7 @@ impl Drop for RuntimeScope {
     fn drop(&mut self) {
         URING.with(|u| u.set(false));
         TIMER.with(|t| t.borrow_mut().take());
-        crate::timer::reset();
+        timer::reset();
     }
 }
 

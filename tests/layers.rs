@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tls", &[]),
     ("signal", &[]),
     ("log", &["units"]),
-    ("http", &["failure", "tls"]),
+    ("http", &["failure", "tls", "runtime"]),
     ("stats", &["failure"]),
     ("cli", &["units", "runtime", "tls", "log"]),
     ("config", &["cli", "http", "units", "runtime", "tls", "failure"]),

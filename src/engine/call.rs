@@ -50,7 +50,7 @@ pub(crate) async fn execute_call(caller: Caller<'_, '_>, call: &Call) -> Result<
     }
     session.build(call, &shared, rng).map_err(|RenderError(reason)| Stop::Abort(reason))?;
     if let Some(at) = conns.to(call.addr, call.tls.as_ref()).reconnect_after() {
-        crate::timer::sleep_until(at).await;
+        crate::runtime::timer::sleep_until(at).await;
     }
     worker.stats.borrow_mut().start(call.endpoint);
     let times = Times::now(intended);
@@ -135,7 +135,7 @@ async fn fetch(
         let conn = conns.to(addr, tls);
         conn.keep(true, keep_body);
         let sent = send_once(conn, &session.wbuf, call.is_head, call.idempotent, call.timeout);
-        let exchange = match crate::timer::timeout_at(deadline, sent).await {
+        let exchange = match crate::runtime::timer::timeout_at(deadline, sent).await {
             Ok(Ok(exchange)) => exchange,
             Ok(Err(failure)) => {
                 conn.close();

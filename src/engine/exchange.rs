@@ -93,7 +93,7 @@ pub(crate) async fn execute(
 ) {
     let endpoint = request.endpoint;
     if let Some(at) = conn.reconnect_after() {
-        crate::timer::sleep_until(at).await;
+        crate::runtime::timer::sleep_until(at).await;
     }
     {
         let mut stats = worker.stats.borrow_mut();
@@ -104,7 +104,7 @@ pub(crate) async fn execute(
     let times = Times::now(intended);
     let done = Done { times, endpoint, completed: Cell::new(0), batch: Cell::new(Batch::EMPTY) };
     let deadline = times.started + request.timeout;
-    let outcome = crate::timer::timeout_at(deadline, exchange(worker, conn, request, depth, &done)).await;
+    let outcome = crate::runtime::timer::timeout_at(deadline, exchange(worker, conn, request, depth, &done)).await;
     // Responses received before a failure or the timeout still count (the batch outlives the
     // exchange's future for that).
     done.flush(worker);

@@ -50,7 +50,7 @@ pub(crate) async fn run(running: Running, index: u64, slot: Option<Rc<Slot>>) {
         started = live(&mut user, user_type, slot.as_ref()) => started,
     };
     if lived && !user_type.on_stop.is_empty() && !run.abort.load(Ordering::Relaxed) {
-        let _ = crate::timer::timeout(ON_STOP_BOUND, run_steps(&mut user, &user_type.on_stop)).await;
+        let _ = crate::runtime::timer::timeout(ON_STOP_BOUND, run_steps(&mut user, &user_type.on_stop)).await;
     }
 }
 
@@ -346,7 +346,7 @@ async fn run_steps(user: &mut User<'_>, steps: &[Step]) -> Ended {
                 let conn = user.conns.to(request.addr, request.tls.as_ref());
                 execute(user.worker, conn, request, pipeline, intended).await;
             }
-            Step::Sleep(pause) => crate::timer::sleep(*pause).await,
+            Step::Sleep(pause) => crate::runtime::timer::sleep(*pause).await,
             Step::Call(call) => match execute_call(user.caller(), call).await {
                 Ok(()) => {}
                 Err(Stop::Abort(reason)) => return Ended::Aborted(call.path, reason),
@@ -399,7 +399,7 @@ async fn wait(wait: Wait, task_started: Option<Instant>, rng: &mut SmallRng) {
         }
     };
     if !pause.is_zero() {
-        crate::timer::sleep(pause).await;
+        crate::runtime::timer::sleep(pause).await;
     }
 }
 
@@ -428,7 +428,7 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         println!("a user's task: {size} bytes");
         // 2,040 bytes in a release build (4,992 before the TLS handshake, then monoio's timers,
-        // were taken out of it: see `crate::timer`).
+        // were taken out of it: see `crate::runtime::timer`).
         assert!(size <= 2_304, "a user's task grew to {size} bytes");
     }
 }

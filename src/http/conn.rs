@@ -190,7 +190,7 @@ impl Conn {
             };
             Ok::<_, Failure>((stream, session))
         };
-        let connected = match crate::timer::timeout(timeout, connecting).await {
+        let connected = match crate::runtime::timer::timeout(timeout, connecting).await {
             Ok(result) => result,
             Err(_) => Err(Failure::ConnectTimeout(millis(timeout))),
         };
