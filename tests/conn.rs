@@ -224,9 +224,11 @@ fn idle_close_of_a_reused_connection_may_be_retried() {
 }
 
 #[test]
-fn read_buffer_stays_small_for_small_responses_and_grows_for_large_bodies() {
-    use swarmer::http::conn::{INIT_BUFFER_BYTES, MAX_READ_BUFFER_BYTES};
-    let addr = scripted(|listener| {
+fn read_buffer_stays_small_for_small_responses_grows_for_large_bodies_and_shrinks_back() {
+    use swarmer::http::conn::{INIT_BUFFER_BYTES, MAX_READ_BUFFER_BYTES, SHRINK_AFTER_RESPONSES};
+    let window = usize::from(SHRINK_AFTER_RESPONSES);
+    let after = 3 * window;
+    let addr = scripted(move |listener| {
         let (mut stream, _) = listener.accept().unwrap();
         for _ in 0..20 {
             read_request(&mut stream);
@@ -236,18 +238,34 @@ fn read_buffer_stays_small_for_small_responses_and_grows_for_large_bodies() {
         let body = vec![b'x'; 1 << 20];
         stream.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
         stream.write_all(&body).unwrap();
+        for _ in 0..after {
+            read_request(&mut stream);
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!").unwrap();
+        }
     });
     let request = get(addr, "/");
-    let (small, large, payload) = block_on(async {
+    let (small, large, payload, sizes) = block_on(async {
         let mut conn = Conn::new(addr);
         for _ in 0..20 {
             exchange(&mut conn, &request).await.unwrap();
         }
         let small = conn.buffer_capacity();
         let big = exchange(&mut conn, &request).await.unwrap();
-        (small, conn.buffer_capacity(), big.payload)
+        let large = conn.buffer_capacity();
+        let mut sizes = Vec::new();
+        for _ in 0..after {
+            exchange(&mut conn, &request).await.unwrap();
+            sizes.push(conn.buffer_capacity());
+        }
+        (small, large, big.payload, sizes)
     });
     assert_eq!(small, INIT_BUFFER_BYTES);
     assert_eq!(payload, 1 << 20);
     assert!((MAX_READ_BUFFER_BYTES..2 * MAX_READ_BUFFER_BYTES).contains(&large), "grew to {large}");
+    // Kept for at least a window of small responses, then shrunk at once (one reallocation, not
+    // a step per response), and kept small.
+    assert!(sizes[..window - 1].iter().all(|&s| s == large), "{sizes:?}");
+    let shrunk = sizes.iter().position(|&s| s != large).expect("shrunk");
+    assert!(sizes[shrunk..].iter().all(|&s| s == INIT_BUFFER_BYTES), "{sizes:?}");
+    assert!(shrunk <= 2 * window, "shrunk after {shrunk} small responses");
 }

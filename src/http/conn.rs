@@ -21,6 +21,11 @@ use crate::failure::{Failure, ParseError};
 pub const INIT_BUFFER_BYTES: usize = 512;
 /// The read buffer stops growing for bodies here; only a head may need it larger.
 pub const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// A read buffer larger than it has needed for this many responses in a row shrinks back to
+/// what they needed (twice the largest read, at least `INIT_BUFFER_BYTES`): a connection that
+/// once read a large body does not keep a large buffer for small responses. The window keeps
+/// traffic that mixes sizes from reallocating back and forth.
+pub const SHRINK_AFTER_RESPONSES: u16 = 64;
 /// A response head that does not fit in this many bytes is `ParseError::HeadTooLarge`.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// A kept response body (for checks and captures) stops growing here; the rest is still read
@@ -79,6 +84,10 @@ struct Reader {
     received_at: Instant,
     /// The last read filled the buffer: grow it before the next one.
     grow: bool,
+    /// The largest read, and the responses completed, since the buffer last had to fit them
+    /// (see `SHRINK_AFTER_RESPONSES`).
+    largest_read: u32,
+    responses_seen: u16,
     /// Copies of the last final head and body, when asked for (`Conn::keep`).
     kept: Option<Kept>,
 }
@@ -140,6 +149,8 @@ impl Conn {
                 received_since_send: 0,
                 received_at: Instant::now(),
                 grow: false,
+                largest_read: 0,
+                responses_seen: 0,
                 kept: None,
             },
             writer: Writer { half: None, wbuf: Vec::new() },
@@ -395,6 +406,7 @@ impl Reader {
         if let Some(kept) = self.kept.as_mut() {
             kept.truncated = payload > kept.body.len() as u64;
         }
+        self.maybe_shrink();
         Ok((Exchange { status: head.status, payload }, head.keep_alive))
     }
 
@@ -418,8 +430,27 @@ impl Reader {
         };
         self.received_at = Instant::now();
         self.grow = n == space;
+        self.largest_read = self.largest_read.max(n.min(u32::MAX as usize) as u32);
         self.received_since_send += n;
         Ok(n)
+    }
+
+    /// Every `SHRINK_AFTER_RESPONSES` responses: when no read since the last check needed more
+    /// than a quarter of the buffer and nothing is left unconsumed, shrinks it to twice the
+    /// largest read (at least `INIT_BUFFER_BYTES`).
+    fn maybe_shrink(&mut self) {
+        self.responses_seen += 1;
+        if self.responses_seen < SHRINK_AFTER_RESPONSES {
+            return;
+        }
+        let needed = (2 * self.largest_read as usize).next_power_of_two().max(INIT_BUFFER_BYTES);
+        if self.pos == self.rbuf.len() && needed <= self.rbuf.capacity() / 4 {
+            self.rbuf.clear();
+            self.pos = 0;
+            self.rbuf.shrink_to(needed);
+        }
+        self.responses_seen = 0;
+        self.largest_read = 0;
     }
 
     /// Moves unconsumed bytes to the front; doubles the buffer when a head fills all of it or
