@@ -120,9 +120,57 @@ const PARSE_ERRORS: [ParseError; 11] = [
 /// Names of the IO drivers a worker can report (anything else reads as "remote").
 const DRIVERS: [&str; 4] = ["io_uring (defer_taskrun)", "io_uring", "epoll", ""];
 
+/// HdrHistogram's V2 cookies (plain, deflated) and header length.
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_DEFLATED_COOKIE: u32 = 0x1c84_9314;
+const V2_HEADER: usize = 40;
+/// The largest histogram range a worker may send (µs, ~25 days): far above any plan's, and small
+/// enough that the arrays it implies are a few hundred KiB.
+const MAX_HIGHEST: u64 = 1 << 41;
+/// The largest encoded counts a histogram of that range and our precision can need.
+const MAX_PAYLOAD: u32 = 1 << 20;
+
+/// Checks an encoded histogram's header before it is decoded: the decoder allocates what the
+/// header says (a counts array for its range and precision, a buffer for its payload length), so
+/// a worker could otherwise make the master allocate gigabytes with 40 bytes.
+fn check_header(bytes: &[u8]) -> Result<(), WireError> {
+    use std::io::Read;
+    let word = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+    if bytes.len() < 8 {
+        return bad("a histogram shorter than its header".to_string());
+    }
+    let mut inner = [0u8; V2_HEADER];
+    let header: &[u8] = match word(bytes, 0) {
+        V2_COOKIE if bytes.len() >= V2_HEADER => &bytes[..V2_HEADER],
+        V2_DEFLATED_COOKIE => {
+            flate2::read::ZlibDecoder::new(&bytes[8..])
+                .read_exact(&mut inner)
+                .map_err(|e| WireError(format!("a histogram: {e}")))?;
+            &inner
+        }
+        _ => return bad("a histogram without HdrHistogram's V2 header".to_string()),
+    };
+    let long = |at: usize| u64::from_be_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let (cookie, payload, digits, lowest, highest) =
+        (word(header, 0), word(header, 4), word(header, 12), long(16), long(24));
+    if cookie != V2_COOKIE
+        || payload > MAX_PAYLOAD
+        || digits != u32::from(crate::stats::SIGFIG)
+        || lowest != 1
+        || highest > MAX_HIGHEST
+    {
+        return bad(format!(
+            "a histogram of {digits} digits over {lowest}..{highest} with {payload} bytes of counts (expected {} digits over 1..at most {MAX_HIGHEST}, at most {MAX_PAYLOAD} bytes)",
+            crate::stats::SIGFIG
+        ));
+    }
+    Ok(())
+}
+
 impl Reader<'_> {
     fn histogram(&mut self) -> Result<Histogram<u64>, WireError> {
         let mut bytes = self.bytes()?;
+        check_header(bytes)?;
         let hist: Histogram<u64> =
             Deserializer::new().deserialize(&mut bytes).map_err(|e| WireError(format!("a histogram: {e:?}")))?;
         Ok(hist)
@@ -260,6 +308,34 @@ pub fn fit(snapshot: &mut Snapshot, endpoints: usize, max_us: u64) -> Result<(),
 mod tests {
     use super::*;
     use crate::dist::wire::{read, write, Message};
+
+    /// A histogram whose header asks for a huge range or precision is refused before anything
+    /// is allocated for it, plain or deflated; ours pass both ways.
+    #[test]
+    fn histogram_headers_are_bounded_before_decoding() {
+        let decode = |hist: &Histogram<u64>| {
+            let mut out = Vec::new();
+            put_histogram(&mut out, hist);
+            Reader { bytes: &out }.histogram().map(|h| h.len())
+        };
+        let mut ours = Histogram::<u64>::new_with_bounds(1, 60_000_000, crate::stats::SIGFIG).unwrap();
+        ours.record(5).unwrap();
+        assert_eq!(decode(&ours), Ok(1), "plain");
+        for v in 1..5000u64 {
+            ours.record(v * 997 % 60_000_000).unwrap();
+        }
+        assert_eq!(decode(&ours), Ok(5000), "deflated");
+        for (high, digits) in [(1u64 << 60, 3u8), (60_000_000, 5)] {
+            let mut huge = Histogram::<u64>::new_with_bounds(1, high, digits).unwrap();
+            huge.record(7).unwrap();
+            let err = decode(&huge).unwrap_err();
+            assert!(err.0.contains("expected 3 digits"), "{err:?}");
+            for v in 1..5000u64 {
+                huge.record(v * 997).unwrap();
+            }
+            assert!(decode(&huge).is_err(), "deflated, {high} {digits}");
+        }
+    }
 
     #[test]
     fn a_snapshot_survives_the_wire_exactly() {
