@@ -237,6 +237,10 @@ fn compile(bundle: &worker::Bundle, own: &cli::RunArgs) -> Result<Plan> {
     }
     plan.setup.clear();
     plan.teardown.clear();
+    // No outputs of its own, whichever the master's flags asked for (and whichever are added
+    // later): the master writes them all, and judges the thresholds.
+    plan.output = crate::config::Output { only_summary: true, ..Default::default() };
+    plan.thresholds.clear();
     Ok(plan)
 }
 
@@ -295,4 +299,53 @@ fn reap(mut children: Vec<Child>) {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever outputs and thresholds the master's flags name, a worker's plan has none: the
+    /// master writes them all (two processes writing one CSV would corrupt it).
+    #[test]
+    fn a_workers_plan_has_no_outputs_of_its_own() {
+        use clap::Parser;
+        let argv: Vec<String> = [
+            "swarmer",
+            "--csv",
+            "/tmp/x",
+            "--csv-full-history",
+            "--json",
+            "--json-file",
+            "/tmp/x.json",
+            "--html",
+            "/tmp/x.html",
+            "--hdr-log",
+            "/tmp/x.hlog",
+            "--threshold",
+            "p99<100ms",
+            "--abort-on-threshold",
+            "http://127.0.0.1:9/",
+        ]
+        .map(String::from)
+        .to_vec();
+        let bundle = worker::Bundle {
+            argv: argv.clone(),
+            scenario: None,
+            files: Default::default(),
+            seed: 7,
+            fixture: String::new(),
+            form: String::new(),
+        };
+        let own = cli::Cli::try_parse_from(["swarmer", "--worker"]).unwrap().run;
+        let plan = compile(&bundle, &own).unwrap();
+        let output = &plan.output;
+        assert!(output.only_summary && output.csv_prefix.is_none() && !output.csv_full_history);
+        assert!(!output.json_stdout && output.json_file.is_none() && output.html.is_none() && output.hdr_log.is_none());
+        assert!(plan.thresholds.is_empty() && !output.abort_on_threshold);
+        assert_eq!(plan.seed, 7);
+        // The master's own plan from the same flags has them (so the test can fail).
+        let master = Plan::from_cli(&cli::Cli::try_parse_from(&argv).unwrap().run).unwrap();
+        assert!(master.output.csv_prefix.is_some() && !master.thresholds.is_empty());
+    }
 }

@@ -374,7 +374,7 @@ fn process_cpu() -> Duration {
 }
 
 /// Reads a master's bundle's flags as this worker's: the master's run flags, this worker's
-/// threads and cores, no outputs of its own (the master writes them all).
+/// threads, cores and log. Its plan's outputs are then replaced whole (`cluster::compile`).
 pub fn worker_args(bundle: &Bundle, own: &crate::cli::RunArgs) -> Result<crate::cli::RunArgs> {
     use clap::Parser;
     let cli = crate::cli::Cli::try_parse_from(&bundle.argv).map_err(|e| anyhow!("the master's flags: {e}"))?;
@@ -384,17 +384,10 @@ pub fn worker_args(bundle: &Bundle, own: &crate::cli::RunArgs) -> Result<crate::
     args.io = own.io;
     args.no_defer_taskrun = own.no_defer_taskrun;
     args.dist = own.dist.clone();
-    args.csv = None;
-    args.html = None;
-    args.json = false;
-    args.json_file = None;
-    args.hdr_log = None;
+    // Served by the master (not part of a plan's outputs).
     args.metrics_port = None;
     args.logfile = own.logfile.clone();
     args.loglevel = own.loglevel;
-    args.only_summary = true;
-    args.threshold.clear();
-    args.abort_on_threshold = false;
     args.seed = Some(bundle.seed);
     Ok(args)
 }
