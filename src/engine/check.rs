@@ -88,7 +88,9 @@ pub(crate) fn capture(session: &mut Session, call: &Call, status: u16, kept: &Ke
             Source::Regex(regex) => {
                 let body = String::from_utf8_lossy(&kept.body);
                 regex.captures(&body).map(|caps| {
-                    let m = caps.get(1).or_else(|| caps.get(0)).expect("a match has group 0");
+                    // The first group that took part in the match (alternatives may each have
+                    // their own), else the whole match.
+                    let m = caps.iter().skip(1).flatten().next().or_else(|| caps.get(0)).expect("a match has group 0");
                     Value::String(m.as_str().to_string())
                 })
             }

@@ -295,6 +295,14 @@ fn encode(text: &str) -> String {
     String::from_utf8(out).expect("percent-encoding is ASCII")
 }
 
+/// A regex whose first taking part group is the value of the input called `name`, with its
+/// attributes in either order and either quotes (as the recording's HTML was read).
+fn hidden_input_regex(name: &str) -> String {
+    let name = format!(r#"\bname\s*=\s*["']{}["']"#, regex::escape(name));
+    let value = r#"\bvalue\s*=\s*["']([^"']*)["']"#;
+    format!(r#"(?i)<input\b[^>]*?(?:{name}[^>]*?{value}|{value}[^>]*?{name})"#)
+}
+
 fn write_captures_and_check(out: &mut String, index: usize, e: &Exchange, captures: &[Capture]) {
     let mine: Vec<&Capture> = captures.iter().filter(|c| c.step == index).collect();
     let mut json_paths = Vec::new();
@@ -309,8 +317,7 @@ fn write_captures_and_check(out: &mut String, index: usize, e: &Exchange, captur
             Source::Header(name) => (format!("{{ header = {} }}", quote(name)), format!("its {name} header")),
             Source::Cookie(name) => (format!("{{ cookie = {} }}", quote(name)), format!("the cookie {name} it sets")),
             Source::Hidden(name) => {
-                let re = format!(r#"name="{}"[^>]*value="([^"]*)""#, regex::escape(name));
-                (format!("{{ regex = {} }}", quote(&re)), format!("its hidden form input {name}"))
+                (format!("{{ regex = {} }}", quote(&hidden_input_regex(name))), format!("its hidden form input {name}"))
             }
         };
         let _ = writeln!(
@@ -340,5 +347,30 @@ fn short(value: &str) -> String {
     match value.char_indices().nth(40) {
         Some((at, _)) => format!("{}…", &value[..at]),
         None => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The written capture finds a hidden input's value whichever order its attributes come in
+    /// and whichever quotes they use (read as the engine reads a regex capture: the first group
+    /// that took part), and not another input's.
+    #[test]
+    fn the_hidden_input_capture_reads_any_attribute_order_and_quotes() {
+        let re = regex::Regex::new(&hidden_input_regex("csrf.token")).unwrap();
+        let first_group = |html: &str| {
+            re.captures(html).and_then(|c| c.iter().skip(1).flatten().next()).map(|m| m.as_str().to_string())
+        };
+        for html in [
+            r#"<input type="hidden" name="csrf.token" value="abc">"#,
+            r#"<input value="abc" type="hidden" name="csrf.token">"#,
+            r#"<INPUT type='hidden' value='abc' name='csrf.token' />"#,
+            "<form><input name=\"other\" value=\"no\">\n<input type=\"hidden\"\n name = \"csrf.token\" value = \"abc\"></form>",
+        ] {
+            assert_eq!(first_group(html).as_deref(), Some("abc"), "{html}");
+        }
+        assert_eq!(first_group(r#"<input name="csrfXtoken" value="no">"#), None, "the name is literal");
     }
 }
