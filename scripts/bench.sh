@@ -51,14 +51,7 @@ CONNS=${CONNS:-64}
 TARGET_CPU=${TARGET_CPU:-1}
 GEN_CPU=${GEN_CPU:-0}
 MODES=${*:-nginx pipeline memory}
-WORK=$(mktemp -d /tmp/swarmer-bench.XXXXXX)
-PIDS=()
-
-cleanup() {
-  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source scripts/common.sh bench
 
 need() {
   local missing=()
@@ -71,10 +64,8 @@ need() {
   fi
 }
 
-ulimit -n "$(ulimit -Hn)"
 need
-cargo build --release --quiet
-SWARMER=$PWD/target/release/swarmer
+build_swarmer
 
 # Runs a command pinned to the generator CPU under /usr/bin/time; prints "requests cpu_s rss_kb".
 measure() {

@@ -18,16 +18,8 @@ PROCESSES=${PROCESSES:-4}
 TARGETS=${TARGETS:-4}
 PORT=${PORT:-18500}
 RATE=${RATE:-5000}
-WORK=$(mktemp -d /tmp/swarmer-scale.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)"
-cargo build --release --quiet
-SWARMER=$PWD/target/release/swarmer
+source scripts/common.sh scale
+build_swarmer
 for i in $(seq "$TARGETS"); do
   "$SWARMER" target --port "$PORT" --reuse-port --threads 1 >/dev/null &
   PIDS+=($!)
