@@ -174,6 +174,18 @@ time_to_connect() {
   echo "${took:-never}"
 }
 
+# wrk's Lua script for 16-deep pipelining, at $WORK/pipeline.lua.
+pipeline_script() {
+  cat >"$WORK/pipeline.lua" <<'LUA'
+init = function(args)
+  local r = {}
+  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
+  req = table.concat(r)
+end
+request = function() return req end
+LUA
+}
+
 floor_binary() {
   cargo bench --no-run --bench floor 2>&1 | grep -o 'target/release/deps/floor-[0-9a-f]*' | head -1
 }
@@ -184,14 +196,7 @@ table() {
   start_target 18191
   local floor
   floor=$(floor_binary)
-  cat >"$WORK/pipeline.lua" <<'LUA'
-init = function(args)
-  local r = {}
-  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
-  req = table.concat(r)
-end
-request = function() return req end
-LUA
+  pipeline_script
   : >"$WORK/table.txt"
   local i server port c tool r
   for i in $(seq "$RUNS"); do
@@ -263,14 +268,7 @@ for mode in $MODES; do
     pipeline)
       start_target 18091
       URL=http://127.0.0.1:18091/
-      cat >"$WORK/pipeline.lua" <<'LUA'
-init = function(args)
-  local r = {}
-  for i = 1, 16 do r[i] = wrk.format(nil, "/") end
-  req = table.concat(r)
-end
-request = function() return req end
-LUA
+      pipeline_script
       compare "built-in target, $CONNS connections, pipeline 16" \
         -t1 -c"$CONNS" -d"${DURATION}s" -s "$WORK/pipeline.lua" "$URL" -- \
         --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --pipeline 16 --only-summary "$URL"

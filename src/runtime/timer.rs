@@ -16,6 +16,7 @@
 //! precision (its wheel's 1 ms ticks, rounding up).
 
 use std::cell::RefCell;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
@@ -47,7 +48,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 }
 
 /// A slot in the thread's table and the generation it was taken in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     slot: u32,
     generation: u32,
@@ -147,29 +148,9 @@ struct Slot {
     waker: Option<Waker>,
 }
 
-/// A deadline in the heap, earliest first; stale when its slot's generation has moved on.
-struct Due {
-    deadline: Instant,
-    key: Key,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Due) -> bool {
-        self.deadline == other.deadline
-    }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Due) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Due {
-    // Reversed: BinaryHeap is a max-heap and the earliest deadline must come first.
-    fn cmp(&self, other: &Due) -> std::cmp::Ordering {
-        other.deadline.cmp(&self.deadline)
-    }
-}
+/// A deadline in the heap (a max-heap, so reversed: earliest first); stale when its slot's
+/// generation has moved on.
+type Due = Reverse<(Instant, Key)>;
 
 /// A heap this much larger than twice the live deadlines is rebuilt without its stale entries.
 const HEAP_SLACK: usize = 64;
@@ -216,9 +197,9 @@ impl Table {
         self.live += 1;
         if self.heap.len() > 2 * self.live + HEAP_SLACK {
             let slots = &self.slots;
-            self.heap.retain(|due| slots[due.key.slot as usize].generation == due.key.generation);
+            self.heap.retain(|Reverse((_, key))| slots[key.slot as usize].generation == key.generation);
         }
-        self.heap.push(Due { deadline, key });
+        self.heap.push(Reverse((deadline, key)));
         if !self.sweeping {
             self.sweeping = true;
             monoio::spawn(sweep());
@@ -261,14 +242,14 @@ impl Table {
 
     /// Fires every live deadline at or before `now`, then returns the earliest one left.
     fn fire_due(&mut self, now: Instant) -> Option<Instant> {
-        while let Some(due) = self.heap.peek() {
-            let slot = &mut self.slots[due.key.slot as usize];
-            if slot.generation != due.key.generation {
+        while let Some(&Reverse((deadline, key))) = self.heap.peek() {
+            let slot = &mut self.slots[key.slot as usize];
+            if slot.generation != key.generation {
                 self.heap.pop();
                 continue;
             }
-            if due.deadline > now {
-                return Some(due.deadline);
+            if deadline > now {
+                return Some(deadline);
             }
             slot.fired = true;
             if let Some(waker) = slot.waker.take() {
