@@ -269,3 +269,55 @@ fn read_buffer_stays_small_for_small_responses_grows_for_large_bodies_and_shrink
     assert!(sizes[shrunk..].iter().all(|&s| s == INIT_BUFFER_BYTES), "{sizes:?}");
     assert!(shrunk <= 2 * window, "shrunk after {shrunk} small responses");
 }
+
+/// `send_and_receive` with requests on both sides of `QUIET_WRITE_BYTES` (a small one whose
+/// write completion does not wake the task, and a 256 KiB one that fills the socket and must be
+/// written on while the server is slow to read): the server gets every byte before it answers,
+/// and the response comes back on the same connection.
+#[test]
+fn small_and_large_requests_are_written_whole_before_the_response() {
+    use swarmer::http::conn::QUIET_WRITE_BYTES;
+    let sizes = [10, QUIET_WRITE_BYTES - 200, 256 * 1024];
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = scripted(move |listener| {
+        let (mut stream, _) = listener.accept().unwrap();
+        for _ in sizes {
+            let head = read_request(&mut stream);
+            let text = String::from_utf8_lossy(&head).to_lowercase();
+            let length: usize =
+                text.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            // Slow to read: a large body fills the socket's buffers meanwhile.
+            thread::sleep(Duration::from_millis(50));
+            let mut body = vec![0u8; length];
+            stream.read_exact(&mut body).unwrap();
+            tx.send((head.len() + body.len(), body.iter().all(|&b| b == b'x'))).unwrap();
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+        }
+    });
+    let requests: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&n| {
+            let head = encode_request("POST", "/", &addr.to_string(), &[], &[]).len();
+            encode_request("POST", "/", &addr.to_string(), &[], &vec![b'x'; n.saturating_sub(head + 8)])
+        })
+        .collect();
+    let (results, connects) = block_on(async {
+        let mut conn = Conn::new(addr);
+        conn.connect(TIMEOUT).await.unwrap();
+        let mut results = Vec::new();
+        for request in &requests {
+            let sent = swarmer::runtime::timer::timeout(TIMEOUT, conn.send_and_receive(request, 1, false)).await;
+            results.push(sent.unwrap_or(Err(Failure::Timeout(5000))));
+        }
+        (results, conn.connects)
+    });
+    for (request, result) in requests.iter().zip(&results) {
+        assert_eq!(*result, Ok(Exchange { status: 200, payload: 2 }), "{} bytes", request.len());
+        let (read, intact) = rx.recv_timeout(TIMEOUT).unwrap();
+        assert_eq!(read, request.len());
+        assert!(intact);
+    }
+    assert!(requests[0].len() <= QUIET_WRITE_BYTES && requests[1].len() <= QUIET_WRITE_BYTES);
+    assert!(requests[2].len() > QUIET_WRITE_BYTES);
+    assert_eq!(connects, 1);
+}

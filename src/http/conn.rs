@@ -32,6 +32,11 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// and counted, and `Kept::truncated` says so.
 pub const MAX_KEPT_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Requests up to this size are written without waking the task when the write completes
+/// (`Conn::write_quietly_and_receive`): Linux never sizes a socket's send buffer below this, so
+/// a write of at most this much to an empty one completes whole.
+pub const QUIET_WRITE_BYTES: usize = 4096;
+
 /// The first wait before connecting again after a failed connect; each further failure doubles
 /// it, up to `MAX_RECONNECT_BACKOFF`, and a success resets it. A refused port then costs a few
 /// attempts per second per user instead of tens of thousands (failures counted, not made).
@@ -261,13 +266,43 @@ impl Conn {
         head_request: bool,
     ) -> Result<Exchange, Failure> {
         self.prepare_send(request, copies)?;
-        // The first error ends both: a failed write must not leave the read waiting for a
-        // response that will never come (the caller closes the connection after any failure).
-        let ((), (exchange, keep_alive)) = monoio::try_join!(self.writer.write(), self.reader.receive(head_request))?;
+        let (exchange, keep_alive) = if self.reader.tls.is_none() && self.writer.wbuf.len() <= QUIET_WRITE_BYTES {
+            self.write_quietly_and_receive(head_request).await?
+        } else {
+            // The first error ends both: a failed write must not leave the read waiting for a
+            // response that will never come (the caller closes the connection after any failure).
+            let ((), received) = monoio::try_join!(self.writer.write(), self.reader.receive(head_request))?;
+            received
+        };
         if !keep_alive {
             self.close();
         }
         Ok(exchange)
+    }
+
+    /// A small plain request: its write is submitted with the first read, but its completion
+    /// does not wake the task (the write is polled the first time without the task's waker, and
+    /// again only once the response is in). The task then runs once per request instead of
+    /// twice: once for the send's completion, which only said the request went out. Only for
+    /// requests that fit in any socket's empty send buffer (`QUIET_WRITE_BYTES`), so the send
+    /// cannot stop half way and leave the server waiting for the rest; a connection the peer
+    /// resets or closes fails the read as it would the write.
+    async fn write_quietly_and_receive(&mut self, head_request: bool) -> Result<(Exchange, bool), Failure> {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let mut write = std::pin::pin!(self.writer.write());
+        let written = match write.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => {
+                result?;
+                true
+            }
+            Poll::Pending => false,
+        };
+        let received = self.reader.receive(head_request).await?;
+        if !written {
+            write.await?;
+        }
+        Ok(received)
     }
 
     /// Fills the write buffer with the request bytes (sealed into TLS records for HTTPS).
