@@ -33,8 +33,10 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const MAX_KEPT_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Requests up to this size are written without waking the task when the write completes
-/// (`Conn::write_quietly_and_receive`): Linux never sizes a socket's send buffer below this, so
-/// a write of at most this much to an empty one completes whole.
+/// (`Conn::write_quietly_and_receive`). The write goes to an empty send queue (a new connection,
+/// or one whose previous response has arrived and with it the acknowledgement of the previous
+/// request), and Linux gives a TCP socket 16 KiB of send buffer by default (`tcp_wmem`), so a
+/// write of this much completes whole.
 pub const QUIET_WRITE_BYTES: usize = 4096;
 
 /// The first wait before connecting again after a failed connect; each further failure doubles
