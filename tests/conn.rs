@@ -244,8 +244,10 @@ fn read_buffer_stays_small_for_small_responses_grows_for_large_bodies_and_shrink
         }
     });
     let request = get(addr, "/");
-    let (small, large, payload, sizes) = block_on(async {
+    let (small, large, payload, sizes, kept) = block_on(async {
         let mut conn = Conn::new(addr);
+        // Keeping bodies (as scenario checks do): the kept body's buffer shrinks back too.
+        conn.keep(true, true);
         for _ in 0..20 {
             exchange(&mut conn, &request).await.unwrap();
         }
@@ -253,12 +255,16 @@ fn read_buffer_stays_small_for_small_responses_grows_for_large_bodies_and_shrink
         let big = exchange(&mut conn, &request).await.unwrap();
         let large = conn.buffer_capacity();
         let mut sizes = Vec::new();
+        let mut kept = vec![conn.kept().unwrap().body.capacity()];
         for _ in 0..after {
             exchange(&mut conn, &request).await.unwrap();
             sizes.push(conn.buffer_capacity());
+            kept.push(conn.kept().unwrap().body.capacity());
         }
-        (small, large, big.payload, sizes)
+        (small, large, big.payload, sizes, kept)
     });
+    assert!(kept[0] >= 1 << 20, "the large body was kept: {}", kept[0]);
+    assert_eq!(kept.last(), Some(&INIT_BUFFER_BYTES), "{kept:?}");
     assert_eq!(small, INIT_BUFFER_BYTES);
     assert_eq!(payload, 1 << 20);
     assert!((MAX_READ_BUFFER_BYTES..2 * MAX_READ_BUFFER_BYTES).contains(&large), "grew to {large}");

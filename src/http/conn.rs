@@ -113,6 +113,8 @@ pub struct Kept {
     pub truncated: bool,
     /// Keep the body too (else only the head).
     pub want_body: bool,
+    /// The longest body kept since the last shrink check (see `SHRINK_AFTER_RESPONSES`).
+    largest: usize,
 }
 
 impl Kept {
@@ -442,6 +444,7 @@ impl Reader {
         self.served += 1;
         if let Some(kept) = self.kept.as_mut() {
             kept.truncated = payload > kept.body.len() as u64;
+            kept.largest = kept.largest.max(kept.body.len());
         }
         self.maybe_shrink();
         Ok((Exchange { status: head.status, payload }, head.keep_alive))
@@ -474,7 +477,7 @@ impl Reader {
 
     /// Every `SHRINK_AFTER_RESPONSES` responses: when no read since the last check needed more
     /// than a quarter of the buffer and nothing is left unconsumed, shrinks it to twice the
-    /// largest read (at least `INIT_BUFFER_BYTES`).
+    /// largest read (at least `INIT_BUFFER_BYTES`); the kept body's buffer likewise.
     fn maybe_shrink(&mut self) {
         self.responses_seen += 1;
         if self.responses_seen < SHRINK_AFTER_RESPONSES {
@@ -485,6 +488,13 @@ impl Reader {
             self.rbuf.clear();
             self.pos = 0;
             self.rbuf.shrink_to(needed);
+        }
+        if let Some(kept) = self.kept.as_mut() {
+            let needed = (2 * kept.largest).next_power_of_two().max(INIT_BUFFER_BYTES);
+            if needed <= kept.body.capacity() / 4 {
+                kept.body.shrink_to(needed.max(kept.body.len()));
+            }
+            kept.largest = 0;
         }
         self.responses_seen = 0;
         self.largest_read = 0;
