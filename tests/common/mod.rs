@@ -3,6 +3,8 @@
 //! servers that misbehave on purpose, temporary directories.
 #![allow(dead_code)]
 
+pub mod dist;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
