@@ -26,7 +26,11 @@ fn execute_with(addr: SocketAddr, secs: f64, request: Option<Vec<u8>>) -> Outcom
 
 /// As `execute_with`, with its own request timeout.
 fn execute_timed(addr: SocketAddr, secs: f64, request: Option<Vec<u8>>, timeout: Duration) -> Outcome {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    run_checked(quick_plan(addr, secs, request, timeout), secs)
+}
+
+/// 2 users against `addr` for `secs` (with `request` as their bytes when given).
+fn quick_plan(addr: SocketAddr, secs: f64, request: Option<Vec<u8>>, timeout: Duration) -> Plan {
     let url = Url::parse(&format!("http://{addr}/")).unwrap();
     let mut plan = Plan::quick(&url, addr, None, timeout, 1, vec![None, None]);
     if let Some(bytes) = request {
@@ -41,6 +45,13 @@ fn execute_timed(addr: SocketAddr, secs: f64, request: Option<Vec<u8>>, timeout:
     plan.spawn_rate = 1000.0;
     plan.run_time = Some(Duration::from_secs_f64(secs));
     plan.output.only_summary = true;
+    plan
+}
+
+/// Runs `plan` (of `secs`); checks that it ended on time and that the accounting invariant
+/// holds, and returns the outcome.
+fn run_checked(plan: Plan, secs: f64) -> Outcome {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let outcome = run(plan, RunOptions::default()).expect("run");
     // The run time plus the stop grace and the cancel grace, at most.
@@ -168,6 +179,34 @@ fn a_stalled_server_times_out() {
     assert_eq!(errors(&outcome)[0].0, "timeout after 300ms");
     // Two users, 300 ms each: about 3 timeouts each in 1 s, the last ones cancelled or counted.
     assert!((4..=8).contains(&outcome.summary.endpoints[0].failures), "{:?}", errors(&outcome));
+}
+
+/// Pipelined 4 deep, the server answers 3 (in one write) and stalls: the 3 are counted as
+/// successes whether the batch then times out or is cancelled at the end of the run (they
+/// arrived, so they are not "in flight"); only the 4th fails or is cancelled.
+#[test]
+fn a_pipelined_batch_answered_in_part_counts_what_arrived() {
+    let addr = scripted(|mut s| {
+        for _ in 0..4 {
+            if !read_head(&mut s) {
+                return;
+            }
+        }
+        if s.write_all(&OK.repeat(3)).is_err() {
+            return;
+        }
+        let mut buf = [0u8; 1024];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let mut plan = quick_plan(addr, 1.0, None, Duration::from_millis(300));
+    plan.pipeline = 4;
+    let outcome = run_checked(plan, 1.0);
+    let stats = &outcome.summary.endpoints[0];
+    only_failures(&outcome, &[Failure::Timeout(300)]);
+    let successes = stats.count - stats.failures;
+    // Every batch, timed out (a failure) or cancelled at the end, had 3 answered.
+    assert_eq!(successes, 3 * (stats.failures + stats.cancelled), "{stats:?}");
+    assert!(stats.cancelled <= 2, "one unanswered request per user at most: {stats:?}");
 }
 
 #[test]

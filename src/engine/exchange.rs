@@ -102,12 +102,12 @@ pub(crate) async fn execute(
         }
     }
     let times = Times::now(intended);
-    let done = Done { times, endpoint, completed: Cell::new(0), batch: Cell::new(Batch::EMPTY) };
+    let done = Done { worker, times, endpoint, completed: Cell::new(0), batch: Cell::new(None) };
     let deadline = times.started + request.timeout;
-    let outcome = crate::runtime::timer::timeout_at(deadline, exchange(worker, conn, request, depth, &done)).await;
-    // Responses received before a failure or the timeout still count (the batch outlives the
-    // exchange's future for that).
-    done.flush(worker);
+    let outcome = crate::runtime::timer::timeout_at(deadline, exchange(conn, request, depth, &done)).await;
+    // Responses received before a failure or the timeout still count: `done` outlives the
+    // exchange's future, and records its batch when it goes (even when this future is dropped,
+    // as a user cancelled at the end of the run is).
     let failure = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(failure)) => failure,
@@ -115,80 +115,82 @@ pub(crate) async fn execute(
     };
     // The connection's state is unknown (or its buffer went with a cancelled read): start over.
     conn.close();
+    let completed = done.completed.get();
+    drop(done);
     let mut stats = worker.stats.borrow_mut();
-    for _ in done.completed.get()..depth {
+    for _ in completed..depth {
         times.fail(&mut stats, endpoint, failure);
     }
 }
 
 /// What an exchange of `depth` requests has completed so far: successes are recorded in
-/// batches of those that arrived in the same read (the same latency), failures one by one.
-struct Done {
+/// batches of those that arrived in the same read (the same latency), failures one by one; the
+/// last batch when this is dropped.
+struct Done<'w> {
+    worker: &'w Worker,
     times: Times,
     endpoint: usize,
     /// Responses received (recorded, or waiting in `batch`).
     completed: Cell<usize>,
-    batch: Cell<Batch>,
+    batch: Cell<Option<Batch>>,
 }
 
-/// Successful responses not yet recorded: all completed at `at` (one read), `payload` bytes.
+/// Successful responses not yet recorded: `n` that all completed at `at` (one read), `payload`
+/// bytes in all.
 #[derive(Clone, Copy)]
 struct Batch {
-    at: Option<Instant>,
+    at: Instant,
     n: u64,
     payload: u64,
 }
 
-impl Batch {
-    const EMPTY: Batch = Batch { at: None, n: 0, payload: 0 };
-}
-
-impl Done {
+impl Done<'_> {
     /// A complete response whose last byte arrived at `completed_at`.
-    fn add(&self, worker: &Worker, completed_at: Instant, exchange: Exchange) {
+    fn add(&self, completed_at: Instant, exchange: Exchange) {
         self.completed.set(self.completed.get() + 1);
-        let batch = self.batch.get();
-        if exchange.status < 400 && batch.at == Some(completed_at) {
-            self.batch.set(Batch { at: batch.at, n: batch.n + 1, payload: batch.payload + exchange.payload });
-            return;
-        }
-        self.flush(worker);
-        if exchange.status < 400 {
-            self.batch.set(Batch { at: Some(completed_at), n: 1, payload: exchange.payload });
-        } else {
-            record(worker, self.endpoint, self.times, completed_at, exchange);
+        match self.batch.get() {
+            Some(batch) if exchange.status < 400 && batch.at == completed_at => {
+                self.batch.set(Some(Batch { n: batch.n + 1, payload: batch.payload + exchange.payload, ..batch }));
+            }
+            _ => {
+                self.flush();
+                match exchange.status < 400 {
+                    true => self.batch.set(Some(Batch { at: completed_at, n: 1, payload: exchange.payload })),
+                    false => record(self.worker, self.endpoint, self.times, completed_at, exchange),
+                }
+            }
         }
     }
 
     /// Records the batch.
-    fn flush(&self, worker: &Worker) {
-        let Batch { at: Some(at), n, payload } = self.batch.replace(Batch::EMPTY) else { return };
-        let mut stats = worker.stats.borrow_mut();
+    fn flush(&self) {
+        let Some(Batch { at, n, payload }) = self.batch.take() else { return };
+        let mut stats = self.worker.stats.borrow_mut();
         self.times.service(&mut stats, self.endpoint, at, n);
         stats.successes(self.endpoint, self.times.latency_us(at), payload, n);
     }
 }
 
-async fn exchange(
-    worker: &Worker,
-    conn: &mut Conn,
-    request: &Request,
-    depth: usize,
-    done: &Done,
-) -> Result<(), Failure> {
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+async fn exchange(conn: &mut Conn, request: &Request, depth: usize, done: &Done<'_>) -> Result<(), Failure> {
     if depth == 1 {
         let exchange = send_once(conn, &request.bytes, request.is_head, request.idempotent, request.timeout).await?;
-        done.add(worker, conn.received_at(), exchange);
+        done.add(conn.received_at(), exchange);
         return Ok(());
     }
     if !conn.is_connected() {
         conn.connect(request.timeout).await?;
     }
     let first = conn.send_and_receive(&request.bytes, depth, request.is_head).await?;
-    done.add(worker, conn.received_at(), first);
+    done.add(conn.received_at(), first);
     for _ in 1..depth {
         let exchange = conn.receive(request.is_head).await?;
-        done.add(worker, conn.received_at(), exchange);
+        done.add(conn.received_at(), exchange);
     }
     Ok(())
 }
