@@ -143,7 +143,24 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const RESERVED_FDS: u64 = 64;
 
 impl Plan {
-    /// Resolves command-line flags into a plan (quick mode: the URL, or `--host`).
+    /// Every step of every user type, in order: `on_start`, the tasks (nested task sets
+    /// included), `on_stop`.
+    pub fn for_each_step(&self, mut visit: impl FnMut(&Step)) {
+        fn tasks(list: &[Task], visit: &mut dyn FnMut(&Step)) {
+            for task in list {
+                match &task.kind {
+                    TaskKind::Steps(steps) => steps.iter().for_each(&mut *visit),
+                    TaskKind::Set { tasks: inner, .. } => tasks(inner, visit),
+                }
+            }
+        }
+        for user_type in &self.user_types {
+            user_type.on_start.iter().for_each(&mut visit);
+            tasks(&user_type.tasks, &mut visit);
+            user_type.on_stop.iter().for_each(&mut visit);
+        }
+    }
+
     /// The histogram upper bound in µs: the longest timeout plus slack for scheduling.
     pub fn histogram_max_us(&self) -> u64 {
         (self.max_timeout.as_micros() as u64).saturating_mul(2).max(1_000_000)

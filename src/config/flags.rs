@@ -21,6 +21,7 @@ pub struct FileSettings {
 }
 
 impl Plan {
+    /// Resolves command-line flags into a plan (quick mode: the URL, or `--host`).
     pub fn from_cli(args: &RunArgs) -> Result<Plan> {
         let url_text = match (&args.url, &args.host) {
             (Some(url), _) => url.clone(),
@@ -287,8 +288,6 @@ pub fn parse_source_addrs(list: &str) -> Result<Vec<std::net::IpAddr>, String> {
 /// room left for the rest of the machine).
 pub const PORTS_PER_SOURCE: u64 = 25_000;
 
-/// More users than one source address has ports for, to a loopback IPv4 target: spread over
-/// 127.0.0.2, 127.0.0.3, … (every 127.0.0.0/8 address is this machine's).
 /// As `auto_sources`, for a plan that sends to all of `targets` (a scenario's hosts): only when
 /// every one is a loopback IPv4 address.
 pub fn auto_sources_all(targets: &[SocketAddr], users: u64) -> Vec<std::net::IpAddr> {
@@ -302,35 +301,22 @@ pub fn auto_sources_all(targets: &[SocketAddr], users: u64) -> Vec<std::net::IpA
 
 /// Every address the plan's steps send to (redirects aside), each once.
 pub fn step_addrs(plan: &Plan) -> Vec<SocketAddr> {
-    fn walk(steps: &[Step], into: &mut Vec<SocketAddr>) {
-        for step in steps {
-            let addr = match step {
-                Step::Request(request) => request.addr,
-                Step::Call(call) => call.addr,
-                Step::Sleep(_) => continue,
-            };
-            if !into.contains(&addr) {
-                into.push(addr);
-            }
-        }
-    }
-    fn tasks(list: &[Task], into: &mut Vec<SocketAddr>) {
-        for task in list {
-            match &task.kind {
-                TaskKind::Steps(steps) => walk(steps, into),
-                TaskKind::Set { tasks: inner, .. } => tasks(inner, into),
-            }
-        }
-    }
     let mut addrs = Vec::new();
-    for user_type in &plan.user_types {
-        walk(&user_type.on_start, &mut addrs);
-        tasks(&user_type.tasks, &mut addrs);
-        walk(&user_type.on_stop, &mut addrs);
-    }
+    plan.for_each_step(|step| {
+        let addr = match step {
+            Step::Request(request) => request.addr,
+            Step::Call(call) => call.addr,
+            Step::Sleep(_) => return,
+        };
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    });
     addrs
 }
 
+/// More users than one source address has ports for, to a loopback IPv4 target: spread over
+/// 127.0.0.2, 127.0.0.3, … (every 127.0.0.0/8 address is this machine's).
 pub fn auto_sources(target: SocketAddr, users: u64) -> Vec<std::net::IpAddr> {
     let SocketAddr::V4(v4) = target else { return Vec::new() };
     if !v4.ip().is_loopback() || users <= PORTS_PER_SOURCE {
@@ -356,6 +342,9 @@ mod tests {
         assert_eq!(auto_sources_all(&[target, other], 60_000).len(), 3, "a scenario's loopback hosts");
         assert!(auto_sources_all(&[target, ([10, 0, 0, 1], 80).into()], 60_000).is_empty(), "one host is not");
         assert!(auto_sources_all(&[], 60_000).is_empty());
+        let url = Url::parse("http://127.0.0.1:8080/").unwrap();
+        let plan = Plan::quick(&url, target, None, Duration::from_secs(1), 1, vec![None]);
+        assert_eq!(step_addrs(&plan), [target], "the steps' addresses, each once");
         assert_eq!(parse_source_addrs("127.0.0.2-127.0.0.4, 127.0.0.9").unwrap().len(), 4);
         assert!(parse_source_addrs("127.0.0.5-127.0.0.2").is_err());
         assert!(parse_source_addrs("nope").is_err());

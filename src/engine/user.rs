@@ -175,13 +175,9 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 fn plan_has_calls(plan: &Plan) -> bool {
-    fn in_tasks(tasks: &[Task]) -> bool {
-        tasks.iter().any(|t| match &t.kind {
-            TaskKind::Steps(steps) => steps.iter().any(|s| matches!(s, Step::Call(_))),
-            TaskKind::Set { tasks, .. } => in_tasks(tasks),
-        })
-    }
-    plan.user_types.iter().any(|u| in_tasks(&u.tasks) || !u.on_start.is_empty())
+    let mut calls = false;
+    plan.for_each_step(|step| calls |= matches!(step, Step::Call(_)));
+    calls || plan.user_types.iter().any(|u| !u.on_start.is_empty())
 }
 
 /// `on_start`: tried `1 + on_start_retries` times (the user's wait between tries). A try that
