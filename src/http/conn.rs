@@ -288,7 +288,7 @@ impl Conn {
     /// does not wake the task (the write is polled the first time without the task's waker, and
     /// again only once the response is in). The task then runs once per request instead of
     /// twice: once for the send's completion, which only said the request went out. Only for
-    /// requests that fit in any socket's empty send buffer (`QUIET_WRITE_BYTES`), so the send
+    /// requests of at most `QUIET_WRITE_BYTES` (see there why such a send completes whole), so it
     /// cannot stop half way and leave the server waiting for the rest; a connection the peer
     /// resets or closes fails the read as it would the write.
     async fn write_quietly_and_receive(&mut self, head_request: bool) -> Result<(Exchange, bool), Failure> {
@@ -483,15 +483,15 @@ impl Reader {
         if self.responses_seen < SHRINK_AFTER_RESPONSES {
             return;
         }
-        let needed = (2 * self.largest_read as usize).next_power_of_two().max(INIT_BUFFER_BYTES);
-        if self.pos == self.rbuf.len() && needed <= self.rbuf.capacity() / 4 {
-            self.rbuf.clear();
-            self.pos = 0;
-            self.rbuf.shrink_to(needed);
+        if let Some(needed) = shrunk_size(self.largest_read as usize, self.rbuf.capacity()) {
+            if self.pos == self.rbuf.len() {
+                self.rbuf.clear();
+                self.pos = 0;
+                self.rbuf.shrink_to(needed);
+            }
         }
         if let Some(kept) = self.kept.as_mut() {
-            let needed = (2 * kept.largest).next_power_of_two().max(INIT_BUFFER_BYTES);
-            if needed <= kept.body.capacity() / 4 {
+            if let Some(needed) = shrunk_size(kept.largest, kept.body.capacity()) {
                 kept.body.shrink_to(needed.max(kept.body.len()));
             }
             kept.largest = 0;
@@ -519,6 +519,13 @@ impl Reader {
         }
         self.grow = false;
     }
+}
+
+/// What a buffer of `capacity` shrinks to when the most it held over a window was `largest`:
+/// twice that (at least `INIT_BUFFER_BYTES`), if that is at most a quarter of it.
+fn shrunk_size(largest: usize, capacity: usize) -> Option<usize> {
+    let needed = (2 * largest).next_power_of_two().max(INIT_BUFFER_BYTES);
+    (needed <= capacity / 4).then_some(needed)
 }
 
 /// A TLS error: socket errors keep their errno (connect, read or write side), the others their
