@@ -32,7 +32,8 @@
 #                               # (benches/floor.rs) against nginx and the built-in target at
 #                               # 64 and 256 connections, pipelined 16 (swarmer vs wrk), memory
 #                               # per connection of both, and the time to connect 10,000 users
-#   scripts/bench.sh profile    # where the CPU goes: swarmer, wrk and the floor client against
+#   scripts/bench.sh profile    # where the CPU goes: swarmer (RUNS times; with BASELINE=PATH
+#                               # alternating with that binary), wrk and the floor client against
 #                               # nginx at CONNS under `perf record -e cpu-clock -g`, µs per
 #                               # request by part (scripts/perf-breakdown.py)
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
@@ -249,6 +250,12 @@ table() {
       floor = (f == "" || f == 0) ? "—" : sprintf("%.2f", f)
       ratio = (f == "" || f == 0) ? "—" : sprintf("%.3f", s / f)
       printf "| %s | %.0f | %.2f | %.2f | %s | %s | %.3f |\n", l, rps, s, w, floor, ratio, w / s }'
+  done
+  echo
+  echo "Best of $RUNS runs each (the least CPU per request), swarmer/floor:"
+  for row in nginx-64 nginx-256 target-64 target-256; do
+    awk -v r=$row '$1 == r {us = $4 / $3 * 1e6; if (!($2 in best) || us < best[$2]) best[$2] = us}
+      END {printf "  %-11s %.3f (swarmer %.2f us, floor %.2f us)\n", r, best["swarmer"] / best["floor"], best["swarmer"], best["floor"]}' "$WORK/table.txt"
   done
   read -r sk wk <"$WORK/mem-kib.txt"
   echo
@@ -526,9 +533,13 @@ PY
       start_nginx 18094
       floor=$(floor_binary)
       specs=()
-      for tool in swarmer wrk floor; do
+      # With BASELINE=PATH, that swarmer binary too (before/after a change), alternating RUNS times.
+      tools=""
+      for i in $(seq "${RUNS}"); do tools="$tools swarmer$i${BASELINE:+ baseline$i}"; done
+      for tool in $tools wrk floor; do
         case $tool in
-          swarmer) cmd=("$SWARMER" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary http://127.0.0.1:18094/) ;;
+          swarmer*) cmd=("$SWARMER" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary http://127.0.0.1:18094/) ;;
+          baseline*) cmd=("$BASELINE" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary http://127.0.0.1:18094/) ;;
           wrk) cmd=(wrk -t1 -c"$CONNS" -d"${DURATION}s" http://127.0.0.1:18094/) ;;
           floor) cmd=("$floor" 127.0.0.1:18094 "$CONNS" "$DURATION") ;;
         esac
