@@ -203,7 +203,7 @@ impl Plan {
 
     /// When global user `i` starts, counted from the start of the run.
     pub fn start_offset(&self, user: u64) -> Duration {
-        Duration::from_secs_f64(user as f64 / self.spawn_rate)
+        crate::units::capped_duration(user as f64 / self.spawn_rate)
     }
 
     /// The user type of global user `i`. Types with a `fixed_count` take the first users (in

@@ -39,11 +39,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     secs_to_duration(total, text)
 }
 
+/// The longest duration anything accepts: 100 years. Longer ones are typing slips, and a bound
+/// keeps every `Instant + duration` in the program (deadlines, run ends) from overflowing.
+pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Seconds as a duration, when they are a number from zero to [`LONGEST`].
+pub fn duration_from_secs(secs: f64) -> Option<Duration> {
+    (secs >= 0.0 && secs <= LONGEST.as_secs_f64()).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Seconds computed at run time (a start offset, a random gap) as a duration, held between zero
+/// and [`LONGEST`] (a negative or NaN input is zero): it never panics the way
+/// `Duration::from_secs_f64` does past `u64::MAX` seconds.
+pub fn capped_duration(secs: f64) -> Duration {
+    if secs > 0.0 {
+        duration_from_secs(secs).unwrap_or(LONGEST)
+    } else {
+        Duration::ZERO
+    }
+}
+
 fn secs_to_duration(secs: f64, text: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("invalid duration {text:?}; must be zero or positive"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    duration_from_secs(secs).ok_or_else(|| format!("duration {text:?} is too long; the longest is 876000h (100 years)"))
 }
 
 /// Splits an SI suffix (`k`/`K`, `M`, `G`) off a number: `"5k"` → `("5", 1e3)`.
@@ -72,10 +92,11 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     let (digits, scale) = split_si_suffix(text.trim().trim_end_matches("/s"));
     let value: f64 = digits.parse().map_err(|_| format!("invalid rate {text:?}; expected e.g. 10, 2.5, 5k/s"))?;
+    let value = value * scale;
     if !value.is_finite() || value <= 0.0 {
-        return Err(format!("invalid rate {text:?}; must be greater than zero"));
+        return Err(format!("invalid rate {text:?}; must be a number greater than zero"));
     }
-    Ok(value * scale)
+    Ok(value)
 }
 
 /// Prints a duration the way a person writes it: `250ms`, `5s`, `1m30s`.
@@ -154,6 +175,18 @@ mod tests {
         assert!(parse_duration("10x").unwrap_err().contains("unknown unit \"x\""));
         assert!(parse_duration("-5").is_err());
         assert!(parse_duration("s").is_err());
+        // Finite but past any Instant: refused, not a panic (found by the scenario fuzz target).
+        assert_eq!(parse_duration("876000h").unwrap(), LONGEST);
+        assert!(parse_duration("876001h").unwrap_err().contains("too long"));
+        assert!(parse_duration(&format!("1{}ms", "6".repeat(200))).unwrap_err().contains("too long"));
+        assert!(parse_duration("1e300").unwrap_err().contains("too long"));
+        assert!(parse_duration("inf").is_err());
+        assert!(parse_duration("NaN").is_err());
+        assert_eq!(capped_duration(1e300), LONGEST);
+        assert_eq!(capped_duration(f64::INFINITY), LONGEST);
+        assert_eq!(capped_duration(f64::NAN), Duration::ZERO);
+        assert_eq!(capped_duration(-1.0), Duration::ZERO);
+        assert_eq!(capped_duration(1.5), Duration::from_millis(1500));
     }
 
     #[test]
@@ -166,6 +199,8 @@ mod tests {
         assert_eq!(parse_rate("5k/s").unwrap(), 5000.0);
         assert_eq!(parse_rate("2.5").unwrap(), 2.5);
         assert!(parse_rate("0").is_err());
+        assert!(parse_rate("1e308k").is_err(), "a rate that overflows with its suffix");
+        assert!(parse_rate("inf").is_err());
     }
 
     #[test]

@@ -140,8 +140,11 @@ fn nothing_listening_exits_3_with_connection_refused() {
 
 #[test]
 fn bad_input_is_a_clear_error_with_exit_code_2() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["-t", "10x", "http://127.0.0.1:1/"], "--run-time"),
+        // Finite numbers past any clock: refused by name, not a panic.
+        (&["-t", "1e300", "http://127.0.0.1:1/"], "is too long"),
+        (&["--threshold", "p95<1e300", "http://127.0.0.1:1/"], "p95<1e300"),
         (&["-u", "abc", "http://127.0.0.1:1/"], "--users"),
         (&["ftp://127.0.0.1/"], "unsupported scheme"),
         (&["-t", "1s", "--ca-cert", "/nonexistent/ca.pem", "https://127.0.0.1:1/"], "/nonexistent/ca.pem"),
@@ -197,6 +200,16 @@ fn scenario_check_list_and_a_failing_required_step() {
     let (code, _, stderr) = run(&["-f", bad.to_str().unwrap(), "--check"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains(&format!("{}:3:1: unknown field `wieght`", bad.display())), "{stderr}");
+    // A wait longer than any clock reaches (the scenario fuzz target's find): file:line:col.
+    std::fs::write(
+        &bad,
+        format!("[[user]]\nname = \"U\"\nwait_time = {{ between = [\"50ms\", \"1{}ms\"] }}\n", "6".repeat(200)),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["-f", bad.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("{}:3:13: wait_time: duration", bad.display())), "{stderr}");
+    assert!(stderr.contains("is too long"), "{stderr}");
     // --list: Locust's --show-task-ratio.
     let (code, stdout, _) = run(&["-f", "scenarios/task_sets.toml", "--list"]);
     assert_eq!(code, 0);

@@ -4,11 +4,13 @@
 //! the piece size. Checked: no panic, progress never claims more than it was given, the kept
 //! body respects its limit, and the responses completed do not depend on how the bytes were
 //! split (one piece vs many), and the head parser that remembers the last head
-//! (`parse_head_cached`) agrees with the plain one on every head.
+//! (`parse_head_cached`) agrees with the plain one on every head. Each line is also parsed as a
+//! `Set-Cookie` value (server-given dates and ages) and stored in a jar.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use swarmer::http::conn::MAX_HEAD_BYTES;
+use swarmer::http::cookie::{parse_set_cookie, Jar};
 use swarmer::http::{parse_head, parse_head_cached, Body, Framing, Sink};
 
 const KEEP_LIMIT: usize = 4096;
@@ -87,4 +89,13 @@ fuzz_target!(|data: &[u8]| {
     let whole = responses(input, input.len().max(1));
     let split = responses(input, piece);
     assert_eq!(whole, split, "responses depend on how the bytes were split ({piece}-byte pieces)");
+    // Each line as a Set-Cookie value, stored and sent back: no panic on any date or age.
+    let mut jar = Jar::default();
+    for line in String::from_utf8_lossy(input).lines() {
+        if let Some(cookie) = parse_set_cookie(line, "127.0.0.1") {
+            jar.set(cookie);
+        }
+    }
+    let mut header = Vec::new();
+    jar.header_for("127.0.0.1:80", "/", b"", &mut header);
 });

@@ -3,7 +3,6 @@
 //! end (and, for criteria that can only get worse, as the run goes).
 
 use std::fmt;
-use std::time::Duration;
 
 use crate::units::parse_duration;
 
@@ -140,8 +139,9 @@ fn parse_value(metric: Metric, text: &str) -> Result<f64, String> {
         Metric::Percentile(_) | Metric::Avg | Metric::Min | Metric::Max => {
             // A bare number is milliseconds here, as in the tables.
             let duration = match text.parse::<f64>() {
-                Ok(ms) if ms >= 0.0 => Duration::from_secs_f64(ms / 1000.0),
-                _ => parse_duration(text).map_err(|e| e.to_string())?,
+                Ok(ms) => crate::units::duration_from_secs(ms / 1000.0)
+                    .ok_or_else(|| format!("bad time {text:?}: expected milliseconds from 0 to 100 years"))?,
+                Err(_) => parse_duration(text).map_err(|e| e.to_string())?,
             };
             Ok(duration.as_secs_f64() * 1e6)
         }
@@ -183,7 +183,11 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        for bad in ["p99", "p0<1ms", "p101<1ms", "latency<1ms", "p99<fast", "fail_ratio<lots", "rps>-5"] {
+        for bad in ["p99", "p0<1ms", "p101<1ms", "latency<1ms", "p99<fast", "fail_ratio<lots", "rps>-5"]
+            .into_iter()
+            // Times past any clock, a bare one or with a unit: refused, not a panic.
+            .chain(["p95<inf", "p95<1e300", "avg<-1", "max<1e300s"])
+        {
             assert!(Threshold::parse(bad).is_err(), "{bad} accepted");
         }
     }

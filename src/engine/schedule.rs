@@ -108,7 +108,7 @@ impl Iterator for Schedule {
             return None;
         }
         self.next += self.stride;
-        Some(Duration::from_secs_f64(at))
+        Some(crate::units::capped_duration(at))
     }
 }
 
@@ -164,6 +164,15 @@ mod tests {
         let rest: Vec<f64> = schedule.map(|d| d.as_secs_f64()).collect();
         assert!(rest.len().abs_diff(150) <= 1, "{}", rest.len());
         assert!((rest[0] - (0.99 + 1.0 / 150.0)).abs() < 1e-3, "{}", rest[0]);
+    }
+
+    /// A rate so low its next start is past any clock (no run time to end it): the start is
+    /// held at 100 years, not a panic.
+    #[test]
+    fn a_start_past_any_clock_is_held_not_a_panic() {
+        let mut schedule = Schedule::new(1e-300, None, None, 0, 1);
+        assert_eq!(schedule.next(), Some(Duration::ZERO));
+        assert_eq!(schedule.next(), Some(crate::units::LONGEST));
     }
 
     #[test]

@@ -391,7 +391,7 @@ async fn wait(wait: Wait, task_started: Option<Instant>, rng: &mut SmallRng) {
         Wait::Poisson(rate) => {
             // Exponential gap with mean 1/rate between task starts.
             let u: f64 = rng.gen_range(f64::EPSILON..1.0);
-            Duration::from_secs_f64(-u.ln() / rate).saturating_sub(took())
+            crate::units::capped_duration(-u.ln() / rate).saturating_sub(took())
         }
     };
     if !pause.is_zero() {

@@ -6,6 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::conn::Kept;
 
+/// The longest a cookie is kept: a server's later expiry (up to year 9999, or a Max-Age past
+/// what the clock holds) is cut to this from now, as RFC 6265bis §5.5 has browsers do.
+const AGE_LIMIT: Duration = Duration::from_secs(400 * 86_400);
+
 /// One stored cookie (RFC 6265 §5.3, the parts a load test meets).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cookie {
@@ -110,11 +114,13 @@ pub fn parse_set_cookie(line: &str, host: &str) -> Option<Cookie> {
             _ => {}
         }
     }
-    // Max-Age wins over Expires (§5.3 step 3).
+    // Max-Age wins over Expires (§5.3 step 3); either is held at the age limit.
+    let now = SystemTime::now();
     if let Some(seconds) = max_age {
         cookie.expires =
-            Some(if seconds <= 0 { UNIX_EPOCH } else { SystemTime::now() + Duration::from_secs(seconds as u64) });
+            Some(if seconds <= 0 { UNIX_EPOCH } else { now + AGE_LIMIT.min(Duration::from_secs(seconds as u64)) });
     }
+    cookie.expires = cookie.expires.map(|at| at.min(now + AGE_LIMIT));
     Some(cookie)
 }
 
@@ -129,6 +135,11 @@ pub fn parse_http_date(text: &str) -> Option<SystemTime> {
     let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
     let mut hms = time.split(':').map(|f| f.parse::<i64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // §5.1.1's ranges (which also keep the arithmetic below from overflowing).
+    if !((1..=31).contains(&day) && (1601..=9999).contains(&year) && h < 24 && m < 60 && s < 61) || h.min(m).min(s) < 0
+    {
+        return None;
+    }
     // Days from the civil date (Howard Hinnant's algorithm).
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -178,6 +189,35 @@ mod tests {
         let at = parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
         assert_eq!(at.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_445_412_480);
         assert!(parse_http_date("yesterday").is_none());
+        // Fields out of range (a year before 1601, hour 24, huge numbers that would overflow
+        // the arithmetic) make no date (RFC 6265 §5.1.1), not a panic.
+        for bad in [
+            "Wed, 21 Oct 1600 07:28:00 GMT",
+            "Wed, 21 Oct 2015 24:00:00 GMT",
+            "Wed, 32 Oct 2015 07:28:00 GMT",
+            "Wed, 21 Oct 9223372036854775807 07:28:00 GMT",
+            "Wed, 21 Oct 2015 9223372036854775807:00:00 GMT",
+            "Wed, -9223372036854775807 Oct 2015 07:28:00 GMT",
+        ] {
+            assert!(parse_http_date(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// A server's far-future expiry is held at 400 days from now (RFC 6265bis's cookie age
+    /// limit, as browsers do) instead of overflowing the clock.
+    #[test]
+    fn far_expiry_is_capped_not_a_panic() {
+        let limit = SystemTime::now() + AGE_LIMIT;
+        for line in [
+            "a=1; Max-Age=9223372036854775807",
+            "a=1; Max-Age=99999999999",
+            "a=1; Expires=Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            let expires = parse_set_cookie(line, "127.0.0.1").unwrap().expires.unwrap();
+            assert!(expires <= limit + Duration::from_secs(5) && expires + Duration::from_secs(5) >= limit, "{line}");
+        }
+        let soon = parse_set_cookie("a=1; Max-Age=60", "127.0.0.1").unwrap().expires.unwrap();
+        assert!(soon < SystemTime::now() + Duration::from_secs(61));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct Elapsed;
 
 /// Runs `future` until it is done or `limit` has passed from now.
 pub fn timeout<F: Future>(limit: Duration, future: F) -> Timeout<F> {
-    timeout_at(Instant::now() + limit, future)
+    timeout_at(after(limit), future)
 }
 
 /// Runs `future` until it is done or `deadline` has passed.
@@ -39,7 +39,14 @@ pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
 
 /// Waits for `pause`.
 pub fn sleep(pause: Duration) -> Sleep {
-    sleep_until(Instant::now() + pause)
+    sleep_until(after(pause))
+}
+
+/// The instant `pause` from now; one that would not fit is held at 100 years, which outlasts any
+/// run (std's `+` panics there, and a `Duration` can be far longer than an `Instant` can reach).
+fn after(pause: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(pause).unwrap_or_else(|| now + crate::units::LONGEST)
 }
 
 /// Waits until `deadline`.
@@ -333,12 +340,19 @@ mod tests {
                     let quick = timeout(Duration::from_secs(60), monoio::time::sleep(Duration::ZERO)).await;
                     assert_eq!(quick, Ok(()));
                 }
+                // Limits longer than an Instant can reach bound nothing, without a panic; a
+                // sleep that long stays pending alongside an ordinary one.
+                assert_eq!(timeout(Duration::MAX, async { 8 }).await, Ok(8));
+                let mut endless = Box::pin(sleep(Duration::MAX));
+                assert!(futures_poll(endless.as_mut()).is_pending());
                 let started = Instant::now();
                 let slow = timeout(Duration::from_millis(30), std::future::pending::<()>()).await;
                 let took = started.elapsed();
                 assert_eq!(slow, Err(Elapsed));
                 assert!(took >= Duration::from_millis(30), "fired early: {took:?}");
                 assert!(took < Duration::from_millis(500), "fired late: {took:?}");
+                assert!(futures_poll(endless.as_mut()).is_pending());
+                drop(endless);
                 TIMER.with(|t| {
                     let t = t.borrow();
                     assert_eq!(t.live, 0, "every deadline released");

@@ -112,6 +112,16 @@ impl Compiler<'_> {
     fn wait(&self, wait: &Spanned<WaitDef>) -> Compiled<Wait> {
         let at = wait.span().start;
         let duration = |text: &DurationDef| text.parse().map_err(|e| self.error(at, format!("wait_time: {e}")));
+        // A rate's mean gap, 1/rate, must be a duration (at most 100 years).
+        let gap = |rate: f64| {
+            let gap = (rate.is_finite() && rate > 0.0).then(|| crate::units::duration_from_secs(1.0 / rate));
+            gap.flatten().ok_or_else(|| {
+                self.error(
+                    at,
+                    format!("wait_time rate {rate:?}: expected tasks per second above 0 (at least one per 100 years)"),
+                )
+            })
+        };
         Ok(match wait.get_ref() {
             WaitDef::Constant(d) => Wait::Constant(duration(d)?),
             WaitDef::Between([low, high]) => {
@@ -122,11 +132,11 @@ impl Compiler<'_> {
                 Wait::Between(low, high)
             }
             WaitDef::ConstantPacing(d) => Wait::Pacing(duration(d)?),
-            WaitDef::ConstantThroughput(rate) | WaitDef::Poisson(rate) if !(*rate > 0.0 && rate.is_finite()) => {
-                return Err(self.error(at, format!("wait_time rate {rate}: expected tasks per second above 0")))
+            WaitDef::ConstantThroughput(rate) => Wait::Pacing(gap(*rate)?),
+            WaitDef::Poisson(rate) => {
+                gap(*rate)?;
+                Wait::Poisson(*rate)
             }
-            WaitDef::ConstantThroughput(rate) => Wait::Pacing(Duration::from_secs_f64(1.0 / rate)),
-            WaitDef::Poisson(rate) => Wait::Poisson(*rate),
         })
     }
 
