@@ -10,27 +10,13 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::body::{Body, Sink};
-use super::head::{parse_head_cached, parse_head_into, Field, Framing};
-use crate::failure::{Failure, ParseError};
+use super::read::{ReadBuf, Reading};
+use crate::failure::Failure;
 
-/// Read buffer a connection starts with. It doubles whenever a read fills all its free space
-/// (the server has more to send than fits), up to `MAX_READ_BUFFER_BYTES`: small responses keep
-/// connections small, large bodies get large reads. Growth happens in the first exchanges, so
-/// steady state still allocates nothing.
-pub const INIT_BUFFER_BYTES: usize = 512;
-/// The read buffer stops growing for bodies here; only a head may need it larger.
-pub const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
-/// A read buffer larger than it has needed for this many responses in a row shrinks back to
-/// what they needed (twice the largest read, at least `INIT_BUFFER_BYTES`): a connection that
-/// once read a large body does not keep a large buffer for small responses. The window keeps
-/// traffic that mixes sizes from reallocating back and forth.
-pub const SHRINK_AFTER_RESPONSES: u16 = 64;
-/// A response head that does not fit in this many bytes is `ParseError::HeadTooLarge`.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// A kept response body (for checks and captures) stops growing here; the rest is still read
-/// and counted, and `Kept::truncated` says so.
-pub const MAX_KEPT_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub use super::read::{
+    Exchange, Kept, INIT_BUFFER_BYTES, MAX_HEAD_BYTES, MAX_KEPT_BODY_BYTES, MAX_READ_BUFFER_BYTES,
+    SHRINK_AFTER_RESPONSES,
+};
 
 /// Requests up to this size are written without waking the task when the write completes
 /// (`Conn::write_quietly_and_receive`). The write goes to an empty send queue (a new connection,
@@ -45,14 +31,6 @@ pub const QUIET_WRITE_BYTES: usize = 4096;
 pub const MIN_RECONNECT_BACKOFF: Duration = Duration::from_millis(1);
 pub const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The outcome of one complete response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Exchange {
-    pub status: u16,
-    /// Payload bytes (after de-chunking).
-    pub payload: u64,
-}
-
 pub struct Conn {
     addr: SocketAddr,
     /// The address to connect from (`--source-addrs`); `None`: the kernel picks.
@@ -61,9 +39,6 @@ pub struct Conn {
     tls: Option<crate::tls::Target>,
     reader: Reader,
     writer: Writer,
-    /// `reader.served` when the last `send` started: > 0 means the request went on a reused
-    /// connection.
-    served_at_send: u64,
     /// Connections opened, for reports and tests.
     pub connects: u64,
     /// After a failed connect: how long the next attempt waits, and from when it may go.
@@ -78,59 +53,12 @@ struct Reader {
     /// HTTPS: rustls and its ciphertext buffer; `rbuf` then holds decrypted bytes.
     /// Boxed: rustls's state is over 1 KB, and plain connections should not carry it.
     tls: Option<Box<crate::tls::Session<rustls::ClientConnection>>>,
-    /// Received bytes; `rbuf[pos..]` is not yet consumed.
-    rbuf: Vec<u8>,
-    pos: usize,
-    /// Responses completed on the current TCP connection.
-    served: u64,
-    /// Bytes received since the last `send`.
-    received_since_send: usize,
+    /// Received bytes and the response being read from them.
+    buf: ReadBuf,
     /// When the last read completed: the moment the newest bytes arrived. A response is
     /// complete when its last byte arrived, so its latency ends here (one clock read per read
     /// syscall, however many pipelined responses it carried).
     received_at: Instant,
-    /// The last read filled the buffer: grow it before the next one.
-    grow: bool,
-    /// The largest read, and the responses completed, since the buffer last had to fit them
-    /// (see `SHRINK_AFTER_RESPONSES`).
-    largest_read: u32,
-    responses_seen: u16,
-    /// Copies of the last final head and body, when asked for (`Conn::keep`).
-    kept: Option<Kept>,
-}
-
-/// A copy of a response's head and body, for checks and captures. Off by default: the static
-/// hot path skips bodies through a cursor.
-#[derive(Debug, Default)]
-pub struct Kept {
-    /// The final response head, status line to the empty line.
-    pub head: Vec<u8>,
-    /// Where its header fields lie in `head`, recorded when it was parsed.
-    pub fields: Vec<Field>,
-    /// The payload (de-chunked), at most `MAX_KEPT_BODY_BYTES`.
-    pub body: Vec<u8>,
-    /// The payload was longer than what was kept.
-    pub truncated: bool,
-    /// Keep the body too (else only the head).
-    pub want_body: bool,
-    /// The longest body kept since the last shrink check (see `SHRINK_AFTER_RESPONSES`).
-    largest: usize,
-}
-
-impl Kept {
-    /// The values of the header fields called `name` (any case), in order; values that are not
-    /// UTF-8 are left out.
-    pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields
-            .iter()
-            .filter(move |f| self.head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
-            .filter_map(|f| std::str::from_utf8(&self.head[f.value.clone()]).ok())
-    }
-
-    /// The first header field called `name` (any case).
-    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
-        self.headers(name).next()
-    }
 }
 
 struct Writer {
@@ -149,21 +77,8 @@ impl Conn {
             addr,
             source: None,
             tls,
-            reader: Reader {
-                half: None,
-                tls: None,
-                rbuf: Vec::with_capacity(INIT_BUFFER_BYTES),
-                pos: 0,
-                served: 0,
-                received_since_send: 0,
-                received_at: Instant::now(),
-                grow: false,
-                largest_read: 0,
-                responses_seen: 0,
-                kept: None,
-            },
+            reader: Reader { half: None, tls: None, buf: ReadBuf::default(), received_at: Instant::now() },
             writer: Writer { half: None, wbuf: Vec::new() },
-            served_at_send: 0,
             connects: 0,
             backoff: Duration::ZERO,
             retry_at: None,
@@ -246,12 +161,7 @@ impl Conn {
         self.reader.half = None;
         self.reader.tls = None;
         self.writer.half = None;
-        self.reader.served = 0;
-        self.reader.pos = 0;
-        self.reader.rbuf.clear();
-        if self.reader.rbuf.capacity() == 0 {
-            self.reader.rbuf = Vec::with_capacity(INIT_BUFFER_BYTES);
-        }
+        self.reader.buf.reset();
     }
 
     /// Writes `copies` back-to-back copies of `request` (pipelining when > 1) in one write.
@@ -325,8 +235,7 @@ impl Conn {
                 }
             }
         }
-        self.served_at_send = self.reader.served;
-        self.reader.received_since_send = 0;
+        self.reader.buf.sent();
         Ok(())
     }
 
@@ -343,21 +252,22 @@ impl Conn {
     /// Keeps a copy of each following response's head (and body, when `body`; see `kept`), or
     /// stops keeping them.
     pub fn keep(&mut self, head: bool, body: bool) {
-        match (head, self.reader.kept.as_mut()) {
-            (true, Some(kept)) => kept.want_body = body,
-            (true, None) => self.reader.kept = Some(Kept { want_body: body, ..Kept::default() }),
-            (false, _) => self.reader.kept = None,
+        let kept = &mut self.reader.buf.kept;
+        match (head, kept.as_mut()) {
+            (true, Some(existing)) => existing.want_body = body,
+            (true, None) => *kept = Some(Kept::new(body)),
+            (false, _) => *kept = None,
         }
     }
 
     /// The last response's head and body, when `keep(true)` was asked for.
     pub fn kept(&self) -> Option<&Kept> {
-        self.reader.kept.as_ref()
+        self.reader.buf.kept.as_ref()
     }
 
     /// The read buffer's current size (it adapts to the responses; see `INIT_BUFFER_BYTES`).
     pub fn buffer_capacity(&self) -> usize {
-        self.reader.rbuf.capacity()
+        self.reader.buf.bytes.capacity()
     }
 
     /// When the bytes that completed the last response arrived.
@@ -369,12 +279,7 @@ impl Conn {
     /// reused keep-alive connection and the server closed it without sending a byte, so it
     /// cannot have been processed (the idle-close race, RFC 9112 §9.3.1).
     pub fn may_retry(&self, failure: Failure) -> bool {
-        let closed = match failure {
-            Failure::Closed => true,
-            Failure::Read(errno) | Failure::Write(errno) => errno == libc::ECONNRESET || errno == libc::EPIPE,
-            _ => false,
-        };
-        closed && self.served_at_send > 0 && self.reader.received_since_send == 0
+        self.reader.buf.may_retry(failure)
     }
 }
 
@@ -392,140 +297,37 @@ impl Writer {
 impl Reader {
     /// One complete response and whether the connection may be reused after it.
     async fn receive(&mut self, head_request: bool) -> Result<(Exchange, bool), Failure> {
-        let head = loop {
-            let parsed = match self.kept.as_mut() {
-                Some(kept) => parse_head_into(&self.rbuf[self.pos..], head_request, Some(&mut kept.fields)),
-                None => parse_head_cached(&self.rbuf[self.pos..], head_request),
-            };
-            match parsed {
-                // However the bytes arrived (one read or many), a head over the limit is refused.
-                Ok(Some(head)) if head.len > MAX_HEAD_BYTES => return Err(Failure::Parse(ParseError::HeadTooLarge)),
-                Ok(Some(head)) if head.is_interim() => self.pos += head.len,
-                Ok(Some(head)) => {
-                    if let Some(kept) = self.kept.as_mut() {
-                        kept.head.clear();
-                        kept.head.extend_from_slice(&self.rbuf[self.pos..self.pos + head.len]);
-                        kept.body.clear();
-                    }
-                    self.pos += head.len;
-                    break head;
-                }
-                Ok(None) if self.rbuf.len() - self.pos >= MAX_HEAD_BYTES => {
-                    return Err(Failure::Parse(ParseError::HeadTooLarge))
-                }
-                Ok(None) => {
-                    if self.fill().await? == 0 {
-                        return Err(Failure::Closed);
-                    }
-                }
-                Err(err) => return Err(Failure::Parse(err)),
-            }
-        };
-        let mut body = Body::new(head.framing);
-        let mut payload = 0;
+        let mut reading = Reading::default();
         loop {
-            let mut sink = match self.kept.as_mut() {
-                Some(kept) if kept.want_body => Sink::Keep { into: &mut kept.body, limit: MAX_KEPT_BODY_BYTES },
-                _ => Sink::Skip,
-            };
-            let progress = body.decode_into(&self.rbuf[self.pos..], &mut sink).map_err(Failure::Parse)?;
-            self.pos += progress.consumed;
-            payload += progress.payload;
-            if progress.done {
-                break;
+            if let Some(done) = self.buf.advance(&mut reading, head_request)? {
+                return Ok(done);
             }
             if self.fill().await? == 0 {
-                if head.framing == Framing::UntilClose {
-                    break;
-                }
-                return Err(Failure::Closed);
+                return self.buf.at_end(&mut reading);
             }
         }
-        self.served += 1;
-        if let Some(kept) = self.kept.as_mut() {
-            kept.truncated = payload > kept.body.len() as u64;
-            kept.largest = kept.largest.max(kept.body.len());
-        }
-        self.maybe_shrink();
-        Ok((Exchange { status: head.status, payload }, head.keep_alive))
     }
 
     /// Reads more bytes after the unconsumed ones; returns how many (0 at end of stream).
     async fn fill(&mut self) -> Result<usize, Failure> {
-        self.make_room();
+        let space = self.buf.spare();
         let Some(half) = self.half.as_mut() else {
             return Ok(0);
         };
-        let len = self.rbuf.len();
-        let space = self.rbuf.capacity() - len;
+        let bytes = &mut self.buf.bytes;
         let n = match self.tls.as_mut() {
-            Some(session) => {
-                session.fill(half, &mut self.rbuf).await.map_err(|err| tls_failure(&err, Failure::Read))?
-            }
+            Some(session) => session.fill(half, bytes).await.map_err(|err| tls_failure(&err, Failure::Read))?,
             None => {
-                let (result, slice) = half.read(std::mem::take(&mut self.rbuf).slice_mut(len..)).await;
-                self.rbuf = slice.into_inner();
+                let len = bytes.len();
+                let (result, slice) = half.read(std::mem::take(bytes).slice_mut(len..)).await;
+                *bytes = slice.into_inner();
                 result.map_err(|err| Failure::from_io(&err, Failure::Read))?
             }
         };
         self.received_at = Instant::now();
-        self.grow = n == space;
-        self.largest_read = self.largest_read.max(n.min(u32::MAX as usize) as u32);
-        self.received_since_send += n;
+        self.buf.filled(n, space);
         Ok(n)
     }
-
-    /// Every `SHRINK_AFTER_RESPONSES` responses: when no read since the last check needed more
-    /// than a quarter of the buffer and nothing is left unconsumed, shrinks it to twice the
-    /// largest read (at least `INIT_BUFFER_BYTES`); the kept body's buffer likewise.
-    fn maybe_shrink(&mut self) {
-        self.responses_seen += 1;
-        if self.responses_seen < SHRINK_AFTER_RESPONSES {
-            return;
-        }
-        if let Some(needed) = shrunk_size(self.largest_read as usize, self.rbuf.capacity()) {
-            if self.pos == self.rbuf.len() {
-                self.rbuf.clear();
-                self.pos = 0;
-                self.rbuf.shrink_to(needed);
-            }
-        }
-        if let Some(kept) = self.kept.as_mut() {
-            if let Some(needed) = shrunk_size(kept.largest, kept.body.capacity()) {
-                kept.body.shrink_to(needed.max(kept.body.len()));
-            }
-            kept.largest = 0;
-        }
-        self.responses_seen = 0;
-        self.largest_read = 0;
-    }
-
-    /// Moves unconsumed bytes to the front; doubles the buffer when a head fills all of it or
-    /// the last read filled it (bounded by `MAX_READ_BUFFER_BYTES` unless a head needs more).
-    fn make_room(&mut self) {
-        let capacity = self.rbuf.capacity();
-        if self.pos == self.rbuf.len() {
-            self.rbuf.clear();
-            self.pos = 0;
-        } else if self.pos > 0 && capacity - self.rbuf.len() < capacity / 4 {
-            self.rbuf.copy_within(self.pos.., 0);
-            self.rbuf.truncate(self.rbuf.len() - self.pos);
-            self.pos = 0;
-        }
-        let full = self.rbuf.len() == capacity;
-        if full || (self.grow && capacity < MAX_READ_BUFFER_BYTES) {
-            // `reserve` counts from the length: ask for twice the capacity in all.
-            self.rbuf.reserve(2 * capacity.max(INIT_BUFFER_BYTES) - self.rbuf.len());
-        }
-        self.grow = false;
-    }
-}
-
-/// What a buffer of `capacity` shrinks to when the most it held over a window was `largest`:
-/// twice that (at least `INIT_BUFFER_BYTES`), if that is at most a quarter of it.
-fn shrunk_size(largest: usize, capacity: usize) -> Option<usize> {
-    let needed = (2 * largest).next_power_of_two().max(INIT_BUFFER_BYTES);
-    (needed <= capacity / 4).then_some(needed)
 }
 
 /// A TLS error: socket errors keep their errno (connect, read or write side), the others their

@@ -2,13 +2,15 @@
 //! keep-alive connection, cookies and redirects. It imports only the leaves `failure` (the error
 //! taxonomy) and `tls` (the TLS adapter it drives on the same socket).
 //!
-//! Parsing is sans-IO (`head`, `body` work on byte slices and are tested split at every offset);
-//! `conn` drives them over a monoio `TcpStream` with one reusable read buffer per connection.
+//! Parsing is sans-IO (`head`, `body` work on byte slices and are tested split at every offset;
+//! `read` holds a connection's read buffer and the response in progress); `conn` drives them over
+//! a monoio `TcpStream`.
 
 pub mod body;
 pub mod conn;
 pub mod cookie;
 pub mod head;
+pub mod read;
 pub mod redirect;
 pub mod request;
 pub mod url;
