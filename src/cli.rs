@@ -308,6 +308,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_defer_taskrun: bool,
 
+    /// Run quick mode on the task engine (monoio futures) instead of the ring engine (a state
+    /// machine per user on a hand-driven io_uring), for measuring the difference. The ring
+    /// engine runs plain-HTTP quick mode with the closed model; everything else always runs on
+    /// the task engine.
+    #[arg(long)]
+    pub no_ring: bool,
+
     /// Source addresses to connect from, user i from the (i mod n)-th: `127.0.0.2-127.0.0.40`,
     /// `10.0.0.5,10.0.0.6`. Each (source, target) pair has ~28k ports; more connections to one
     /// target need more sources.

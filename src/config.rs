@@ -119,6 +119,8 @@ pub struct Plan {
     pub sources: Vec<(String, Vec<u8>)>,
     pub io: Io,
     pub defer_taskrun: bool,
+    /// Quick mode may run on the ring engine (`--no-ring` says not; see `engine::ring`).
+    pub ring: bool,
     /// Snapshot period; the reporter's unit of time (CSV history rows).
     pub tick: Duration,
     pub output: Output,

@@ -29,6 +29,7 @@
 //! | `{{ }}` templates | `scenario/template.rs` |
 //! | the engine's map and threads | `engine/mod.rs` |
 //! | a worker thread's life; setup/teardown | `engine/thread.rs` |
+//! | the ring engine: quick mode on a hand-driven io_uring; one user's state machine | `engine/ring.rs`, `engine/link.rs` |
 //! | spawn ramp, shapes, live users, arrivals | `engine/pacer.rs` |
 //! | the open model's start times | `engine/schedule.rs` |
 //! | the virtual-user loop, task sets, think time | `engine/user.rs` |
@@ -39,7 +40,7 @@
 //! | a worker's state (slots, cancellation) | `engine/worker.rs` |
 //! | what every worker of a run shares | `engine/run.rs` |
 //! | the HTTP/1.1 client's map | `http/mod.rs` |
-//! | keep-alive connection, kept responses | `http/conn.rs` |
+//! | keep-alive connection; reading responses (buffer, kept copies) without the IO | `http/conn.rs`, `http/read.rs` |
 //! | response head, body framing | `http/head.rs`, `http/body.rs` |
 //! | request encoding, URLs | `http/request.rs`, `http/url.rs` |
 //! | cookies, redirects | `http/cookie.rs`, `http/redirect.rs` |

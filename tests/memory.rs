@@ -60,7 +60,7 @@ fn mark_worker(_: usize) {
 }
 
 /// Live worker heap (total bytes, count per size bucket) in the steady state of a run of `users`.
-fn live_heap(users: u64) -> (i64, Vec<i64>) {
+fn live_heap(users: u64, ring: bool) -> (i64, Vec<i64>) {
     let server = swarmer::target::start(([127, 0, 0, 1], 0).into(), 1, &[None]).unwrap();
     let url = Url::parse(&format!("http://{}/", server.addr)).unwrap();
     let mut plan = Plan::quick(&url, server.addr, None, Duration::from_secs(5), 1, vec![None]);
@@ -68,6 +68,7 @@ fn live_heap(users: u64) -> (i64, Vec<i64>) {
     plan.spawn_rate = 1_000_000.0;
     plan.run_time = Some(Duration::from_millis(2000));
     plan.output.only_summary = true;
+    plan.ring = ring;
     let base: Vec<i64> = LIVE.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let base_bytes = LIVE_BYTES.load(Ordering::Relaxed);
     let runner =
@@ -81,12 +82,14 @@ fn live_heap(users: u64) -> (i64, Vec<i64>) {
     (bytes, live)
 }
 
-#[test]
-fn a_connection_costs_under_3_5_kib_of_heap() {
-    let (small, small_by_size) = live_heap(200);
-    let (large, large_by_size) = live_heap(1200);
+/// Heap per further user (one connection) between runs of 200 and 1,200 users, printed by
+/// allocation size.
+fn heap_per_user(ring: bool) -> f64 {
+    let (small, small_by_size) = live_heap(200, ring);
+    let (large, large_by_size) = live_heap(1200, ring);
     let per_user = (large - small) as f64 / 1000.0;
-    println!("heap per user (one connection): {per_user:.0} bytes, by allocation size:");
+    let engine = if ring { "ring" } else { "task" };
+    println!("{engine} engine: heap per user (one connection): {per_user:.0} bytes, by allocation size:");
     for (bucket, (l, s)) in large_by_size.iter().zip(&small_by_size).enumerate() {
         let per = (l - s) as f64 / 1000.0;
         if per.abs() >= 0.05 {
@@ -95,8 +98,20 @@ fn a_connection_costs_under_3_5_kib_of_heap() {
             println!("  {size:>6} bytes x {per:.2}");
         }
     }
+    per_user
+}
+
+#[test]
+fn a_connection_costs_under_3_5_kib_of_heap() {
+    let per_user = heap_per_user(false);
     assert!(per_user > 1000.0, "the counter sees the users' tasks: {per_user}");
     // 3,469 bytes when this test was written: the task 2,088, the connection 344, its read buffer
     // 512, the request bytes 72, the socket 56 + 96.
     assert!(per_user < 3584.0, "a connection's heap grew to {per_user:.0} bytes");
+    // The ring engine: a read buffer per connection, its state in one array for all.
+    let per_user = heap_per_user(true);
+    assert!(per_user > 512.0, "the counter sees the read buffers: {per_user}");
+    // 927 bytes when this was written: the read buffer 512, the link and the worker's per-user
+    // state 415.
+    assert!(per_user < 1024.0, "a ring connection's heap grew to {per_user:.0} bytes");
 }

@@ -76,6 +76,7 @@ impl Plan {
         self.stop_timeout = args.stop_timeout;
         self.io = args.io;
         self.defer_taskrun = !args.no_defer_taskrun;
+        self.ring = !args.no_ring;
         self.output.only_summary = args.only_summary;
         self.output.csv_prefix = args.csv.clone();
         self.output.csv_full_history = args.csv_full_history;
@@ -240,6 +241,7 @@ impl Plan {
             sources: Vec::new(),
             io: Io::Auto,
             defer_taskrun: true,
+            ring: true,
             tick: Duration::from_secs(1),
             seed: rand::random(),
             origin: format!("GET {}://{}{}", if url.tls { "https" } else { "http" }, url.authority(), url.target),

@@ -383,6 +383,7 @@ pub fn worker_args(bundle: &Bundle, own: &crate::cli::RunArgs) -> Result<crate::
     args.cpus = own.cpus.clone();
     args.io = own.io;
     args.no_defer_taskrun = own.no_defer_taskrun;
+    args.no_ring = own.no_ring;
     args.dist = own.dist.clone();
     // Served by the master (not part of a plan's outputs).
     args.metrics_port = None;

@@ -236,7 +236,7 @@ pub(crate) fn timeout_failure(timeout: Duration) -> Failure {
     Failure::Timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32)
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64
 }
 

@@ -1,5 +1,7 @@
-//! The engine: one pinned OS thread per selected core, each with its own monoio runtime and its
-//! own slice of the virtual users. Nothing is shared between workers per request: each owns its
+//! The engine: one pinned OS thread per selected core, each with its own slice of the virtual
+//! users and its own io_uring: a monoio runtime running a task per user (the task engine, for
+//! every plan), or for plain-HTTP quick mode a hand-driven ring with a state machine per user
+//! (the ring engine: `ring.rs`, `link.rs`). Nothing is shared between workers per request: each owns its
 //! users, connections, buffers, RNGs and `CoreStats`. The only cross-thread traffic is the stop
 //! flag (a Relaxed load every `POLL`) and one `Snapshot` per tick to the reporter.
 //!
@@ -10,6 +12,8 @@
 //! | file | owns |
 //! |---|---|
 //! | `thread.rs` | a worker thread's life: pinning, runtime, the tick and stop loop; setup/teardown |
+//! | `ring.rs` | the ring engine: quick mode's loop on a hand-driven io_uring, per worker thread |
+//! | `link.rs` | one ring-engine user and its connection, as a state machine driven by completions |
 //! | `pacer.rs` | starting users: spawn ramp, load shape and live users, the open model's starts |
 //! | `schedule.rs` | the open model's start times on one worker |
 //! | `user.rs` | the virtual-user loop: task picks, task sets, think time, steps |
@@ -23,7 +27,9 @@
 mod call;
 mod check;
 mod exchange;
+mod link;
 mod pacer;
+mod ring;
 mod run;
 mod schedule;
 mod session;

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::call::execute_call;
 use super::pacer;
+use super::ring;
 use super::run::{Run, POLL};
 use super::user::{User, ON_STOP_BOUND};
 use super::worker::{Thread, Worker};
@@ -43,6 +44,11 @@ pub(crate) fn main(
     // Room for every user's in-flight op plus timers; the CQ is twice this.
     let entries = (users + 64).next_power_of_two().clamp(256, 32768);
     let worker = Rc::new(Worker::new(run.clone(), thread, snapshots, spares));
+    if let Some(request) = ring::request_of(plan) {
+        if let Some(result) = ring::main(worker.clone(), request) {
+            return result;
+        }
+    }
     crate::runtime::block_on(plan.io, plan.defer_taskrun, entries, |driver| {
         worker.stats.borrow_mut().set_driver(driver);
         control(worker)
@@ -67,8 +73,8 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
     loop {
         monoio::time::sleep(POLL).await;
         let now = Instant::now();
-        send_due_ticks(&worker, &mut seq)?;
-        if grace_end.is_none() && is_over(&worker, now) {
+        worker.send_due_ticks(&mut seq)?;
+        if grace_end.is_none() && worker.is_over(now) {
             worker.stopping.set(true);
             grace_end = Some(now + plan.stop_timeout);
             // Open model: starts still waiting for a user will never begin; count them now,
@@ -89,29 +95,9 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
     let until = Instant::now() + CANCEL_GRACE + if on_stop { ON_STOP_BOUND } else { Duration::ZERO };
     while worker.running.get() > 0 && Instant::now() < until {
         monoio::time::sleep(Duration::from_millis(1)).await;
-        send_due_ticks(&worker, &mut seq)?;
+        worker.send_due_ticks(&mut seq)?;
     }
     worker.send_last(seq)
-}
-
-/// Sends the snapshot of every tick that has ended.
-fn send_due_ticks(worker: &Worker, seq: &mut u64) -> Result<()> {
-    let run = &worker.run;
-    while Instant::now() >= run.start + run.plan.tick * (*seq as u32 + 1) {
-        worker.send_tick(*seq)?;
-        *seq += 1;
-    }
-    Ok(())
-}
-
-/// Whether the run is over for this worker: stopped, past its run time, or (`--iterations`)
-/// every user of the worker has done its tasks.
-fn is_over(worker: &Worker, now: Instant) -> bool {
-    let run = &worker.run;
-    let plan = &run.plan;
-    let done = plan.iterations.is_some() && worker.spawned_all.get() && worker.running.get() == 0;
-    let released = run.released.get(worker.partition).is_some_and(|r| r.load(Ordering::Relaxed));
-    done || released || run.stop.load(Ordering::Relaxed) || plan.run_time.is_some_and(|t| now >= run.start + t)
 }
 
 /// What `setup` leaves for the run: variables and pool contents.

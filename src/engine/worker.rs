@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
@@ -99,6 +100,26 @@ impl Worker {
         let spare = self.spare();
         let last = self.stats.borrow_mut().finish(spare, seq, self.running.get());
         self.snapshots.send(last).context("reporter is gone")
+    }
+
+    /// Sends the snapshot of every tick that has ended.
+    pub fn send_due_ticks(&self, seq: &mut u64) -> Result<()> {
+        let run = &self.run;
+        while Instant::now() >= run.start + run.plan.tick * (*seq as u32 + 1) {
+            self.send_tick(*seq)?;
+            *seq += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether the run is over for this worker: stopped, past its run time, or (`--iterations`)
+    /// every user of the worker has done its tasks.
+    pub fn is_over(&self, now: Instant) -> bool {
+        let run = &self.run;
+        let plan = &run.plan;
+        let done = plan.iterations.is_some() && self.spawned_all.get() && self.running.get() == 0;
+        let released = run.released.get(self.partition).is_some_and(|r| r.load(Ordering::Relaxed));
+        done || released || run.stop.load(Ordering::Relaxed) || plan.run_time.is_some_and(|t| now >= run.start + t)
     }
 
     fn spare(&self) -> Snapshot {

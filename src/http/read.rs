@@ -221,6 +221,11 @@ impl ReadBuf {
         (Exchange { status: done.status, payload: done.payload }, done.keep_alive)
     }
 
+    /// Bytes received and not yet consumed (a server that sent more than was asked for).
+    pub fn unconsumed(&self) -> bool {
+        self.pos < self.bytes.len()
+    }
+
     /// Makes room for the next read (see `make_room`) and says where it goes: `bytes`'s spare
     /// capacity, from its length.
     pub fn spare(&mut self) -> usize {

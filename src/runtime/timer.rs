@@ -42,11 +42,14 @@ pub fn sleep(pause: Duration) -> Sleep {
     sleep_until(after(pause))
 }
 
-/// The instant `pause` from now; one that would not fit is held at 100 years, which outlasts any
-/// run (std's `+` panics there, and a `Duration` can be far longer than an `Instant` can reach).
+/// Where a deadline too far to add to an `Instant` is held: 100 years, longer than any run.
+const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// The instant `pause` from now; one that would not fit is held at `FAR` (std's `+` panics
+/// there, and a `Duration` can be far longer than an `Instant` can reach).
 fn after(pause: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(pause).unwrap_or_else(|| now + crate::units::LONGEST)
+    now.checked_add(pause).unwrap_or_else(|| now + FAR)
 }
 
 /// Waits until `deadline`.
