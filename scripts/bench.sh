@@ -28,8 +28,8 @@
 #                               # peak RSS against the file's size
 #   scripts/bench.sh spawn      # how long 10,000 users started at 10,000/s take to connect
 #   scripts/bench.sh table      # the README's benchmark table from one alternating run:
-#                               # CPU per request of swarmer, wrk and the floor client
-#                               # (benches/floor.rs) against nginx and the built-in target at
+#                               # CPU per request of swarmer, its task engine (--no-ring), wrk
+#                               # and the floor client (benches/floor.rs) against nginx and the built-in target at
 #                               # 64 and 256 connections, pipelined 16 (swarmer vs wrk), memory
 #                               # per connection of both, and the time to connect 10,000 users
 #   scripts/bench.sh profile    # where the CPU goes: swarmer (RUNS times; with BASELINE=PATH
@@ -204,9 +204,10 @@ table() {
     for server in nginx target; do
       port=18190; [ $server = target ] && port=18191
       for c in 64 256; do
-        for tool in swarmer wrk floor; do
+        for tool in swarmer tasks wrk floor; do
           case $tool in
             swarmer) r=$(measure "$SWARMER" --threads 1 --cpus "$GEN_CPU" -u $c -r 1000000 -t "${DURATION}s" --only-summary "http://127.0.0.1:$port/") ;;
+            tasks) r=$(measure "$SWARMER" --no-ring --threads 1 --cpus "$GEN_CPU" -u $c -r 1000000 -t "${DURATION}s" --only-summary "http://127.0.0.1:$port/") ;;
             wrk) r=$(measure wrk -t1 -c$c -d"${DURATION}s" "http://127.0.0.1:$port/") ;;
             floor) r=$(measure "$floor" "127.0.0.1:$port" $c "$DURATION") ;;
           esac
@@ -233,9 +234,9 @@ table() {
   echo
   echo "$(date -u +%Y-%m-%d), RUNS=$RUNS DURATION=$DURATION scripts/bench.sh table; medians; generator on CPU $GEN_CPU, target on CPU $TARGET_CPU"
   echo
-  echo "| load | swarmer req/s | µs CPU/request: swarmer | wrk | floor | swarmer/floor CPU | swarmer/wrk req per CPU-s |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
-  local row label us_s us_w us_f rps
+  echo "| load | swarmer req/s | µs CPU/request: swarmer | task engine | wrk | floor | swarmer/floor CPU | swarmer/wrk req per CPU-s |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  local row label us_s us_t us_w us_f rps
   for row in nginx-64 nginx-256 target-64 target-256 pipelined-64; do
     case $row in
       nginx-*) label="nginx, ${row#nginx-} connections" ;;
@@ -243,19 +244,21 @@ table() {
       pipelined-*) label="built-in target, 64 connections, pipelined 16" ;;
     esac
     us_s=$(awk -v r=$row '$1 == r && $2 == "swarmer" {print $4 / $3 * 1e6}' "$WORK/table.txt" | median)
+    us_t=$(awk -v r=$row '$1 == r && $2 == "tasks" {print $4 / $3 * 1e6}' "$WORK/table.txt" | median)
     us_w=$(awk -v r=$row '$1 == r && $2 == "wrk" {print $4 / $3 * 1e6}' "$WORK/table.txt" | median)
     us_f=$(awk -v r=$row '$1 == r && $2 == "floor" {print $4 / $3 * 1e6}' "$WORK/table.txt" | median)
     rps=$(awk -v r=$row -v d="$DURATION" '$1 == r && $2 == "swarmer" {print $3 / d}' "$WORK/table.txt" | median)
-    awk -v l="$label" -v s="$us_s" -v w="$us_w" -v f="${us_f:-}" -v rps="$rps" 'BEGIN {
+    awk -v l="$label" -v s="$us_s" -v t="${us_t:-}" -v w="$us_w" -v f="${us_f:-}" -v rps="$rps" 'BEGIN {
       floor = (f == "" || f == 0) ? "—" : sprintf("%.2f", f)
+      tasks = (t == "" || t == 0) ? "—" : sprintf("%.2f", t)
       ratio = (f == "" || f == 0) ? "—" : sprintf("%.3f", s / f)
-      printf "| %s | %.0f | %.2f | %.2f | %s | %s | %.3f |\n", l, rps, s, w, floor, ratio, w / s }'
+      printf "| %s | %.0f | %.2f | %s | %.2f | %s | %s | %.3f |\n", l, rps, s, tasks, w, floor, ratio, w / s }'
   done
   echo
-  echo "Best of $RUNS runs each (the least CPU per request), swarmer/floor:"
+  echo "Best of $RUNS runs each (the least CPU per request), swarmer/floor (and the task engine's):"
   for row in nginx-64 nginx-256 target-64 target-256; do
     awk -v r=$row '$1 == r {us = $4 / $3 * 1e6; if (!($2 in best) || us < best[$2]) best[$2] = us}
-      END {printf "  %-11s %.3f (swarmer %.2f us, floor %.2f us)\n", r, best["swarmer"] / best["floor"], best["swarmer"], best["floor"]}' "$WORK/table.txt"
+      END {printf "  %-11s %.3f (swarmer %.2f us, floor %.2f us; task engine %.3f)\n", r, best["swarmer"] / best["floor"], best["swarmer"], best["floor"], best["tasks"] / best["floor"]}' "$WORK/table.txt"
   done
   read -r sk wk <"$WORK/mem-kib.txt"
   echo

@@ -364,3 +364,36 @@ fn open_model_latency_shows_a_stall_that_service_time_and_closed_model_hide() {
     assert!(closed_p99 < 50_000, "closed-model p99 {closed_p99} us");
     assert!(closed.summary.endpoints[0].max_us >= 900_000, "the freeze is in the closed model's max");
 }
+
+/// `--source-addrs`: user i connects from the (i mod n)-th address, on both engines (the ring
+/// engine binds its own sockets). The server sees exactly those peers.
+#[test]
+fn users_connect_from_their_source_addresses_on_both_engines() {
+    for ring in [true, false] {
+        let peers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = peers.clone();
+        thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                seen.lock().unwrap().insert(stream.peer_addr().unwrap().ip());
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                        if stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mut plan = plan(addr, "/", 4, Duration::from_millis(500), Duration::from_secs(2));
+        plan.ring = ring;
+        plan.source_addrs = vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
+        let outcome = execute(plan);
+        let stats = &outcome.summary.endpoints[0];
+        assert!(stats.count > 100 && stats.failures == 0, "ring {ring}: {stats:?}");
+        let peers: Vec<String> = peers.lock().unwrap().iter().map(|ip| ip.to_string()).collect();
+        assert_eq!(peers, ["127.0.0.2", "127.0.0.3"], "ring {ring}");
+    }
+}

@@ -168,12 +168,13 @@ impl Link {
         }
     }
 
-    /// After an exchange: the next one, or a wait for the reconnect backoff, or (the run is
-    /// stopping) the end of this user.
-    fn next(&mut self, now: Instant, ctx: &mut Ctx) {
-        if ctx.worker.stopping.get() {
-            self.phase = Phase::Idle;
-            self.running = None;
+    /// After an exchange (or a backoff): the next one, or a wait for the reconnect backoff, or
+    /// (the run is stopping, or the user is no longer wanted) the end of this user.
+    pub fn next(&mut self, now: Instant, ctx: &mut Ctx) {
+        // The run is over, or a load shape or live control no longer wants this user.
+        if ctx.worker.stopping.get() || ctx.worker.user_stop[self.index as usize].get() {
+            // Its connection goes with it, as a task engine user's does.
+            self.close(After::Stop, now, ctx);
         } else if self.fd.is_none() && self.retry_at > now {
             self.phase = Phase::Backoff;
             ctx.earliest = ctx.earliest.min(self.retry_at);
@@ -399,7 +400,9 @@ impl Link {
         for op in [CONNECT, SEND, RECV] {
             if self.ops & op != 0 {
                 let target = u64::from(self.index) << 8 | u64::from(op);
-                ctx.push(opcode::AsyncCancel::new(target).build().user_data(u64::from(self.index) << 8 | u64::from(CANCEL)));
+                ctx.push(
+                    opcode::AsyncCancel::new(target).build().user_data(u64::from(self.index) << 8 | u64::from(CANCEL)),
+                );
             }
         }
         self.phase = Phase::Draining(after);

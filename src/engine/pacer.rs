@@ -6,13 +6,13 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::run::POLL;
+use super::run::{Run, POLL};
 use super::schedule::Schedule;
 use super::user;
 use super::worker::{Running, Slot, Worker};
 
 /// How often a worker compares its users with the load shape (and looks at a paused rate).
-const SHAPE_STEP: Duration = Duration::from_millis(20);
+pub(crate) const SHAPE_STEP: Duration = Duration::from_millis(20);
 
 /// Starts this worker's users at their scheduled times (global user i at i / spawn_rate).
 pub(crate) async fn spawn_users(worker: Rc<Worker>) {
@@ -35,31 +35,40 @@ pub(crate) async fn spawn_users(worker: Rc<Worker>) {
 /// of this worker that are wanted and not running start, those running and no longer wanted are
 /// asked to stop at their next task boundary (the newest first, as n falls).
 pub(crate) async fn follow_shape(worker: Rc<Worker>) {
-    let run = worker.run.clone();
-    let plan = &run.plan;
-    // Users the spawn rate has let start so far (the rate may change mid-run).
-    let (mut allowed, mut last) = (1.0f64, Instant::now());
+    let mut wanted = Wanted::new();
     while !worker.stopping.get() {
-        let elapsed = run.start.elapsed();
-        let cap = (plan.users + plan.headroom) as f64;
-        allowed = (allowed + run.live.spawn_rate() * last.elapsed().as_secs_f64()).min(cap + 1.0);
-        last = Instant::now();
-        let wanted = match (&plan.shape, plan.run_time) {
-            (Some(shape), Some(run_time)) => shape.users_at(elapsed, run_time, plan.users),
-            _ => run.live.users.load(Ordering::Relaxed).min(allowed.floor() as u64),
-        };
-        for (local, user) in plan.users_of_worker(worker.partition).enumerate() {
-            let (alive, stop) = (&worker.user_alive[local], &worker.user_stop[local]);
-            if user < wanted {
-                stop.set(false);
-                if !alive.get() && !worker.user_failed[local].get() {
-                    monoio::spawn(user::run(Running::new(worker.clone(), user), user, None));
-                }
-            } else if alive.get() {
-                stop.set(true);
+        let wanted = wanted.now(&worker.run);
+        for (local, user) in worker.run.plan.users_of_worker(worker.partition).enumerate() {
+            if worker.wants(local, user, wanted) {
+                monoio::spawn(user::run(Running::new(worker.clone(), user), user, None));
             }
         }
         monoio::time::sleep(SHAPE_STEP).await;
+    }
+}
+
+/// How many users (global users 0 .. n) the load shape or live control wants running now,
+/// reached at the spawn rate (which live control may change mid-run).
+pub(crate) struct Wanted {
+    /// Users the spawn rate has let start so far, and when that was worked out.
+    allowed: f64,
+    last: Instant,
+}
+
+impl Wanted {
+    pub fn new() -> Wanted {
+        Wanted { allowed: 1.0, last: Instant::now() }
+    }
+
+    pub fn now(&mut self, run: &Run) -> u64 {
+        let plan = &run.plan;
+        let cap = (plan.users + plan.headroom) as f64;
+        self.allowed = (self.allowed + run.live.spawn_rate() * self.last.elapsed().as_secs_f64()).min(cap + 1.0);
+        self.last = Instant::now();
+        match (&plan.shape, plan.run_time) {
+            (Some(shape), Some(run_time)) => shape.users_at(run.start.elapsed(), run_time, plan.users),
+            _ => run.live.users.load(Ordering::Relaxed).min(self.allowed.floor() as u64),
+        }
     }
 }
 

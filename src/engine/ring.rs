@@ -1,6 +1,6 @@
 //! The ring engine: quick mode's hot loop on a hand-driven io_uring, for the plans that need
-//! nothing else (one plain-HTTP request, closed model, no think time, no load shape or live
-//! control). One loop per worker thread, one state machine per user (`link`), no futures: each
+//! nothing else (one plain-HTTP request, closed model, no think time; users by the spawn ramp,
+//! a load shape or live control). One loop per worker thread, one state machine per user (`link`), no futures: each
 //! completion goes straight to its connection, each wait is one `io_uring_enter` that submits
 //! what the completions started. What monoio spends per request on its op bookkeeping (a slab
 //! entry, a waker, a wake and a task poll per op) and the task's nested futures is not spent,
@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use io_uring::{types, IoUring};
 
+use super::link::{After, Ctx, Link, Phase, CANCEL};
+use super::pacer::{Wanted, SHAPE_STEP};
 use super::run::POLL;
 use super::worker::{Running, Worker};
 use crate::config::{Plan, Request, Step, TaskKind, Wait};
-use super::link::{After, Ctx, Link, Phase, CANCEL};
 
 /// How long the ops still in flight at the end get to come back once cancelled; past this
 /// their buffers are leaked rather than freed under the kernel.
@@ -32,15 +33,16 @@ pub(crate) fn request_of(plan: &Plan) -> Option<&Request> {
         || plan.io == crate::runtime::Io::Epoll
         || !crate::runtime::uring_available()
         || plan.rate.is_some()
-        || plan.shape.is_some()
-        || plan.live_control
         || plan.iterations.is_some()
     {
         return None;
     }
     let [user_type] = &plan.user_types[..] else { return None };
     let [task] = &user_type.tasks[..] else { return None };
-    if user_type.wait != Wait::None || !user_type.on_start.is_empty() || !user_type.on_stop.is_empty() || task.repeat > 1
+    if user_type.wait != Wait::None
+        || !user_type.on_start.is_empty()
+        || !user_type.on_stop.is_empty()
+        || task.repeat > 1
     {
         return None;
     }
@@ -86,6 +88,7 @@ pub(crate) fn main(worker: Rc<Worker>, request: &Request) -> Option<Result<()>> 
             never: now + crate::units::LONGEST,
         },
         spawned: 0,
+        wanted: (plan.shape.is_some() || plan.live_control).then(|| (Wanted::new(), now)),
         completions: Vec::with_capacity(entries as usize),
     };
     Some(engine.run())
@@ -94,8 +97,11 @@ pub(crate) fn main(worker: Rc<Worker>, request: &Request) -> Option<Result<()>> 
 struct Engine {
     links: Vec<Link>,
     ctx: Ctx,
-    /// Links started so far (in order of their users' start times).
+    /// Links started so far (in order of their users' start times), without a load shape or
+    /// live control.
     spawned: usize,
+    /// With a load shape or live control: the users it wants, and when to look again.
+    wanted: Option<(Wanted, Instant)>,
     /// The completions of one turn, copied out of the ring before they are handled.
     completions: Vec<(u64, i32)>,
 }
@@ -113,7 +119,10 @@ impl Engine {
             let now = Instant::now();
             self.ctx.now = now;
             self.handle_completions(now);
-            self.spawn_due(now);
+            match self.wanted.is_some() {
+                true => self.follow(now),
+                false => self.spawn_due(now),
+            }
             if now >= self.ctx.earliest {
                 self.scan(now);
             }
@@ -128,7 +137,11 @@ impl Engine {
                 break;
             }
             let next_tick = run.start + plan.tick * (seq as u32 + 1);
-            let wake = [next_tick, now + POLL, self.ctx.earliest, self.next_spawn().unwrap_or(next_tick)];
+            let next_start = match &self.wanted {
+                Some((_, at)) => Some(*at),
+                None => self.next_spawn(),
+            };
+            let wake = [next_tick, now + POLL, self.ctx.earliest, next_start.unwrap_or(next_tick)];
             self.wait(wake.into_iter().min().expect("four times"));
         }
         self.cancel_all();
@@ -187,6 +200,23 @@ impl Engine {
         }
     }
 
+    /// Every `SHAPE_STEP`: starts the users a load shape or live control wants and that are not
+    /// running, and asks those running and no longer wanted to stop after their exchange.
+    fn follow(&mut self, now: Instant) {
+        let Some((wanted, at)) = self.wanted.as_mut() else { return };
+        if now < *at || self.ctx.worker.stopping.get() {
+            return;
+        }
+        *at = now + SHAPE_STEP;
+        let wanted = wanted.now(&self.ctx.worker.run);
+        for (local, link) in self.links.iter_mut().enumerate() {
+            if self.ctx.worker.wants(local, link.user, wanted) && link.phase == Phase::Idle {
+                link.running = Some(Running::new(self.ctx.worker.clone(), link.user));
+                link.begin(&mut self.ctx);
+            }
+        }
+    }
+
     /// Times out the exchanges past their deadline, starts those whose backoff ended, and
     /// finds the next time one is due.
     fn scan(&mut self, now: Instant) {
@@ -194,7 +224,7 @@ impl Engine {
         for link in &mut self.links {
             match link.phase {
                 Phase::Connecting | Phase::Exchanging if link.deadline <= now => link.time_out(now, &mut self.ctx),
-                Phase::Backoff if link.retry_at <= now => link.begin(&mut self.ctx),
+                Phase::Backoff if link.retry_at <= now => link.next(now, &mut self.ctx),
                 _ => {}
             }
             if let Some(due) = link.due() {

@@ -102,6 +102,22 @@ impl Worker {
         self.snapshots.send(last).context("reporter is gone")
     }
 
+    /// Local user `local` (global `user`) against the `wanted` users of a load shape or live
+    /// control: asked to stop at its next task boundary when running and no longer wanted; true
+    /// when it is wanted, not running and may start (its `on_start` has not failed for good).
+    pub fn wants(&self, local: usize, user: u64, wanted: u64) -> bool {
+        let (alive, stop) = (&self.user_alive[local], &self.user_stop[local]);
+        if user < wanted {
+            stop.set(false);
+            !alive.get() && !self.user_failed[local].get()
+        } else {
+            if alive.get() {
+                stop.set(true);
+            }
+            false
+        }
+    }
+
     /// Sends the snapshot of every tick that has ended.
     pub fn send_due_ticks(&self, seq: &mut u64) -> Result<()> {
         let run = &self.run;
