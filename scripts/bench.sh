@@ -33,7 +33,8 @@
 #                               # 64 and 256 connections, pipelined 16 (swarmer vs wrk), memory
 #                               # per connection of both, and the time to connect 10,000 users
 #   scripts/bench.sh profile    # where the CPU goes: swarmer (RUNS times; with BASELINE=PATH
-#                               # alternating with that binary), wrk and the floor client against
+#                               # alternating with that binary), its task engine (--no-ring),
+#                               # wrk and the floor client against
 #                               # nginx at CONNS under `perf record -e cpu-clock -g`, µs per
 #                               # request by part (scripts/perf-breakdown.py)
 #   scripts/bench.sh drivers    # CPU µs per request against nginx: io_uring with and without
@@ -539,8 +540,9 @@ PY
       # With BASELINE=PATH, that swarmer binary too (before/after a change), alternating RUNS times.
       tools=""
       for i in $(seq "${RUNS}"); do tools="$tools swarmer$i${BASELINE:+ baseline$i}"; done
-      for tool in $tools wrk floor; do
+      for tool in $tools tasks wrk floor; do
         case $tool in
+          tasks) cmd=("$SWARMER" --no-ring --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary http://127.0.0.1:18094/) ;;
           swarmer*) cmd=("$SWARMER" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary http://127.0.0.1:18094/) ;;
           baseline*) cmd=("$BASELINE" --threads 1 --cpus "$GEN_CPU" -u "$CONNS" -r 1000000 -t "${DURATION}s" --only-summary http://127.0.0.1:18094/) ;;
           wrk) cmd=(wrk -t1 -c"$CONNS" -d"${DURATION}s" http://127.0.0.1:18094/) ;;

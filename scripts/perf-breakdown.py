@@ -19,8 +19,8 @@ import sys
 from collections import Counter
 
 USER_PARTS = [
-    ("runtime (monoio: ops, wakers, tasks)", r"monoio::|io_uring::"),
-    ("HTTP parsing and body framing", r"httparse|conn::Reader::receive|body::|head::"),
+    ("runtime (monoio: ops, wakers, tasks; io_uring queues)", r"monoio::|io_uring::"),
+    ("HTTP parsing and body framing", r"httparse|conn::Reader::receive|read::ReadBuf|body::|head::"),
     ("recording (histograms, counters)", r"hdrhistogram|exchange::record|stats::"),
     ("timers and clock reads", r"timer::|clock_gettime|Timespec|vdso|time::"),
     ("memory (copies, allocator)", r"memmove|memcpy|memset|malloc|free|realloc"),
@@ -64,7 +64,7 @@ def part_of(frames):
         for name, rule in USER_PARTS:
             if re.search(rule, leaf_sym):
                 return name
-        return "engine (user tasks, requests, connections)"
+        return "engine (users, requests, connections)"
     for sym, dso in frames:
         if "kernel" not in dso:
             break
@@ -83,7 +83,7 @@ def main():
         counts = Counter(part_of(f) for f in samples(path))
         per_sample = period_us / float(requests)
         runs.append((name, {k: v * per_sample for k, v in counts.items()}, sum(counts.values()) * per_sample))
-    parts = [p for p, _ in USER_PARTS] + ["engine (user tasks, requests, connections)"] + \
+    parts = [p for p, _ in USER_PARTS] + ["engine (users, requests, connections)"] + \
             [p for p, _ in KERNEL_PARTS] + ["kernel: other"]
     width = max(len(p) for p in parts)
     print(f"{'µs CPU per request':<{width}} " + " ".join(f"{n:>9}" for n, _, _ in runs))

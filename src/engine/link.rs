@@ -1,5 +1,5 @@
-//! One user of the ring engine (`ring`) and its keep-alive connection, as a state machine driven by
-//! completions: connect, write the request (`depth` copies), read the responses, record them,
+//! One user of the ring engine (`ring`) and its keep-alive connection, as a state machine
+//! driven by completions: connect, write the request (`depth` copies), read the responses, record them,
 //! and start again. What the task engine's `exchange::execute` and `Conn` do as futures, with
 //! the same rules: the clock runs from just before the first op of an exchange goes to the
 //! kernel (the connect too), one idle-close retry for an idempotent unpipelined request, the
@@ -7,9 +7,8 @@
 //! every response that did not come.
 
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::time::{Duration, Instant};
-
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -51,7 +50,8 @@ impl Ctx {
     /// Queues an op; a full submission queue goes to the kernel first.
     pub fn push(&mut self, entry: squeue::Entry) {
         // SAFETY: every op points into memory that outlives it: the batch and the address
-        // (owned here), a link's read buffer (not touched until its read is back; see `link`).
+        // (owned here), a link's read buffer (not touched until its read is back: see
+        // `Link::push_recv`, and `Link::close`, which waits for cancelled ops).
         unsafe {
             if self.ring.submission().push(&entry).is_err() {
                 let _ = self.ring.submit();
@@ -88,7 +88,7 @@ pub(crate) enum After {
     Retry,
     /// The next exchange (or backoff, or stop).
     Next,
-    /// The run is over.
+    /// The user stops (the run is over, or it is no longer wanted).
     Stop,
 }
 
