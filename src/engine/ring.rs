@@ -270,3 +270,13 @@ impl Engine {
         }
     }
 }
+
+impl Drop for Engine {
+    /// However the loop ended (the reporter gone, a panic), the kernel is done with every
+    /// buffer before the links free them.
+    fn drop(&mut self) {
+        if self.links.iter().any(|l| l.ops != 0) {
+            self.cancel_all();
+        }
+    }
+}
