@@ -102,12 +102,15 @@ fn heap_per_user(ring: bool) -> f64 {
 }
 
 #[test]
-fn a_connection_costs_under_3_5_kib_of_heap() {
+fn a_connection_costs_under_3_6_kib_of_heap_or_1_kib_on_the_ring() {
     let per_user = heap_per_user(false);
     assert!(per_user > 1000.0, "the counter sees the users' tasks: {per_user}");
     // 3,469 bytes when this test was written: the task 2,088, the connection 344, its read buffer
-    // 512, the request bytes 72, the socket 56 + 96.
-    assert!(per_user < 3584.0, "a connection's heap grew to {per_user:.0} bytes");
+    // 512, the request bytes 72, the socket 56 + 96. Runs since give 3,457 or 3,555 (the shared
+    // reader added 8 bytes to the connection; the rest is where vectors that double, such as
+    // the timer heap and monoio's op slab, land between 200 and 1,200 users), so the bound has
+    // room above both.
+    assert!(per_user < 3712.0, "a connection's heap grew to {per_user:.0} bytes");
     // The ring engine: a read buffer per connection, its state in one array for all.
     let per_user = heap_per_user(true);
     assert!(per_user > 512.0, "the counter sees the read buffers: {per_user}");
