@@ -140,6 +140,26 @@ fn connection_refused() {
     assert_eq!(errors(&outcome)[0].0, "connect: connection refused");
 }
 
+/// A listener whose accept queue is full (backlog 1, never accepting): further SYNs are
+/// dropped, so connects hang until the timeout; a connect cut off there is cancelled and closed,
+/// and the user backs off before trying again. 2 users for 1.5 s with a 200 ms timeout.
+#[test]
+fn connects_that_hang_time_out() {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    socket.listen(1).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (backlog 1 holds two) so that every user's connect hangs.
+    let fillers: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let outcome = execute_timed(addr, 1.5, None, Duration::from_millis(200));
+    only_failures(&outcome, &[Failure::ConnectTimeout(200), Failure::Timeout(200)]);
+    let stats = &outcome.summary.endpoints[0];
+    // 1.5 s / (200 ms + a backoff from 1 ms, doubling) per user: a few each, not hundreds.
+    assert!((4..=16).contains(&stats.failures), "{:?}", errors(&outcome));
+    assert_eq!(stats.count, stats.failures);
+    drop((fillers, socket));
+}
+
 #[test]
 fn reset_before_during_and_after_the_head() {
     let before = scripted(|mut s| {
