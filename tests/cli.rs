@@ -317,6 +317,13 @@ fn iterations_end_the_run_and_reset_stats_restarts_the_totals() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert_eq!(console_aggregated(&stdout), (15, 0), "{stdout}");
+    assert!(stdout.contains("(io_uring (defer_taskrun, ring))"), "quick mode with -i runs on the ring: {stdout}");
+    // The same on the task engine.
+    let (code, stdout, _) =
+        run(&["-u", "3", "-r", "100", "-i", "5", "-t", "30s", "--only-summary", "--no-ring", &target.url]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(console_aggregated(&stdout), (15, 0), "{stdout}");
+    assert!(stdout.contains("(io_uring (defer_taskrun))"), "{stdout}");
     let (code, _, stderr) = run(&["-i", "0", &target.url]);
     assert_eq!(code, 2, "{stderr}");
 

@@ -116,6 +116,8 @@ pub(crate) struct Link {
     space: usize,
     /// Responses of the exchange received so far.
     completed: usize,
+    /// Exchanges (tasks) begun since the user started (`--iterations`).
+    tasks: u64,
     retried: bool,
     backoff: Duration,
     pub retry_at: Instant,
@@ -139,15 +141,23 @@ impl Link {
             reading: Reading::default(),
             space: 0,
             completed: 0,
+            tasks: 0,
             retried: false,
             backoff: Duration::ZERO,
             retry_at: now,
         }
     }
 
+    /// Starts the user (counted as running from here) with its first exchange.
+    pub fn start(&mut self, ctx: &mut Ctx) {
+        self.running = Some(Running::new(ctx.worker.clone(), self.user));
+        self.tasks = 0;
+        self.begin(ctx);
+    }
+
     /// Starts the next exchange (the user's next task): counted from here, its clock set when
     /// its first op is submitted.
-    pub fn begin(&mut self, ctx: &mut Ctx) {
+    fn begin(&mut self, ctx: &mut Ctx) {
         {
             let mut stats = ctx.worker.stats.borrow_mut();
             for _ in 0..ctx.depth {
@@ -156,6 +166,7 @@ impl Link {
         }
         self.completed = 0;
         self.retried = false;
+        self.tasks += 1;
         // The clock starts when this turn's submission goes (`ring::Engine::wait`); until then
         // it reads as starting now, with no deadline.
         self.started = ctx.now;
@@ -171,8 +182,10 @@ impl Link {
     /// After an exchange (or a backoff): the next one, or a wait for the reconnect backoff, or
     /// (the run is stopping, or the user is no longer wanted) the end of this user.
     pub fn next(&mut self, now: Instant, ctx: &mut Ctx) {
-        // The run is over, or a load shape or live control no longer wants this user.
-        if ctx.worker.stopping.get() || ctx.worker.user_stop[self.index as usize].get() {
+        // The run is over, a load shape or live control no longer wants this user, or it has
+        // run its `--iterations`.
+        let done = ctx.worker.run.plan.iterations.is_some_and(|limit| self.tasks >= limit);
+        if done || ctx.worker.stopping.get() || ctx.worker.user_stop[self.index as usize].get() {
             // Its connection goes with it, as a task engine user's does.
             self.close(After::Stop, now, ctx);
         } else if self.fd.is_none() && self.retry_at > now {
@@ -261,6 +274,9 @@ impl Link {
                 self.send(ctx);
             }
             SEND if result < 0 => self.fail(Failure::Write(-result), now, ctx),
+            // A write that took nothing would be tried forever (the task engine's `write_all`
+            // calls it an error without an errno: EIO).
+            SEND if result == 0 => self.fail(Failure::Write(libc::EIO), now, ctx),
             SEND => {
                 self.written += result as usize;
                 if self.written < ctx.batch.len() {

@@ -1,6 +1,6 @@
 //! The ring engine: quick mode's hot loop on a hand-driven io_uring, for the plans that need
 //! nothing else (one plain-HTTP request, closed model, no think time; users by the spawn ramp,
-//! a load shape or live control). One loop per worker thread, one state machine per user (`link`), no futures: each
+//! a load shape or live control; `--iterations`). One loop per worker thread, one state machine per user (`link`), no futures: each
 //! completion goes straight to its connection, each wait is one `io_uring_enter` that submits
 //! what the completions started. What monoio spends per request on its op bookkeeping (a slab
 //! entry, a waker, a wake and a task poll per op) and the task's nested futures is not spent,
@@ -20,7 +20,7 @@ use io_uring::{types, IoUring};
 use super::link::{After, Ctx, Link, Phase, CANCEL};
 use super::pacer::{Wanted, SHAPE_STEP};
 use super::run::POLL;
-use super::worker::{Running, Worker};
+use super::worker::Worker;
 use crate::config::{Plan, Request, Step, TaskKind, Wait};
 
 /// How long the ops still in flight at the end get to come back once cancelled; past this
@@ -29,12 +29,7 @@ const DRAIN_BOUND: Duration = Duration::from_secs(1);
 
 /// The request a plan's users repeat, when the ring engine can run the plan.
 pub(crate) fn request_of(plan: &Plan) -> Option<&Request> {
-    if !plan.ring
-        || plan.io == crate::runtime::Io::Epoll
-        || !crate::runtime::uring_available()
-        || plan.rate.is_some()
-        || plan.iterations.is_some()
-    {
+    if !plan.ring || plan.io == crate::runtime::Io::Epoll || !crate::runtime::uring_available() || plan.rate.is_some() {
         return None;
     }
     let [user_type] = &plan.user_types[..] else { return None };
@@ -190,9 +185,7 @@ impl Engine {
     /// Starts the users whose time has come (the closed model's spawn ramp).
     fn spawn_due(&mut self, now: Instant) {
         while self.next_spawn().is_some_and(|at| at <= now) {
-            let link = &mut self.links[self.spawned];
-            link.running = Some(Running::new(self.ctx.worker.clone(), link.user));
-            link.begin(&mut self.ctx);
+            self.links[self.spawned].start(&mut self.ctx);
             self.spawned += 1;
         }
         if self.spawned == self.links.len() {
@@ -211,8 +204,7 @@ impl Engine {
         let wanted = wanted.now(&self.ctx.worker.run);
         for (local, link) in self.links.iter_mut().enumerate() {
             if self.ctx.worker.wants(local, link.user, wanted) && link.phase == Phase::Idle {
-                link.running = Some(Running::new(self.ctx.worker.clone(), link.user));
-                link.begin(&mut self.ctx);
+                link.start(&mut self.ctx);
             }
         }
     }
