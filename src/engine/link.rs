@@ -31,8 +31,9 @@ pub(crate) struct Ctx {
     pub ring: IoUring,
     pub worker: Rc<Worker>,
     pub request: Request,
-    /// Responses per exchange (`--pipeline`).
+    /// Responses per exchange (`--pipeline`), and exchanges per user (`--iterations`).
     pub depth: usize,
+    pub iterations: Option<u64>,
     /// `depth` copies of the request, written as one.
     pub batch: Vec<u8>,
     pub addr: Box<socket2::SockAddr>,
@@ -184,7 +185,7 @@ impl Link {
     pub fn next(&mut self, now: Instant, ctx: &mut Ctx) {
         // The run is over, a load shape or live control no longer wants this user, or it has
         // run its `--iterations`.
-        let done = ctx.worker.run.plan.iterations.is_some_and(|limit| self.tasks >= limit);
+        let done = ctx.iterations.is_some_and(|limit| self.tasks >= limit);
         if done || ctx.worker.stopping.get() || ctx.worker.user_stop[self.index as usize].get() {
             // Its connection goes with it, as a task engine user's does.
             self.close(After::Stop, now, ctx);

@@ -75,6 +75,7 @@ pub(crate) fn main(worker: Rc<Worker>, request: &Request) -> Option<Result<()>> 
             batch: request.bytes.repeat(depth),
             request: request.clone(),
             depth,
+            iterations: plan.iterations,
             addr: Box::new(request.addr.into()),
             sources: plan.source_addrs.clone(),
             starting: Vec::new(),
