@@ -168,6 +168,15 @@ impl Plan {
         (self.max_timeout.as_micros() as u64).saturating_mul(2).max(1_000_000)
     }
 
+    /// The source address global user `user` connects from (`--source-addrs`: the (i mod n)-th),
+    /// if any.
+    pub fn source_of(&self, user: u64) -> Option<std::net::IpAddr> {
+        match self.source_addrs.len() {
+            0 => None,
+            n => Some(self.source_addrs[(user % n as u64) as usize]),
+        }
+    }
+
     /// How many partitions the users are split into (see `partitions`).
     pub fn partition_count(&self) -> usize {
         self.partitions.unwrap_or(self.workers.len()).max(1)

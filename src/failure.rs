@@ -74,6 +74,16 @@ impl FailureKind {
 }
 
 impl Failure {
+    /// No complete response within `limit`.
+    pub fn timeout(limit: std::time::Duration) -> Failure {
+        Failure::Timeout(millis(limit))
+    }
+
+    /// Connecting took longer than `limit`.
+    pub fn connect_timeout(limit: std::time::Duration) -> Failure {
+        Failure::ConnectTimeout(millis(limit))
+    }
+
     pub fn kind(self) -> FailureKind {
         match self {
             Failure::Connect(_) | Failure::Tls(_) => FailureKind::Connect,
@@ -232,6 +242,11 @@ impl fmt::Display for ParseError {
             ParseError::Trailer => "malformed trailer field",
         })
     }
+}
+
+/// Whole milliseconds of a limit, as failures carry them.
+fn millis(d: std::time::Duration) -> u32 {
+    d.as_millis().min(u128::from(u32::MAX)) as u32
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use super::check;
-use super::exchange::{send_once, timeout_failure, unix_now, Conns, Times};
+use super::exchange::{send_once, unix_now, Conns, Times};
 use super::session::{RenderError, Session, Shared, POOL_CAPACITY};
 use super::worker::Worker;
 use crate::config::{Call, Expr, Needed, Part, Plan};
@@ -143,7 +143,7 @@ async fn fetch(
             }
             Err(_) => {
                 conn.close();
-                return Err(timeout_failure(call.timeout));
+                return Err(Failure::timeout(call.timeout));
             }
         };
         let kept = conn.kept().expect("keep was asked for");

@@ -111,7 +111,7 @@ pub(crate) async fn execute(
     let failure = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(failure)) => failure,
-        Err(_) => timeout_failure(request.timeout),
+        Err(_) => Failure::timeout(request.timeout),
     };
     // The connection's state is unknown (or its buffer went with a cancelled read): start over.
     conn.close();
@@ -230,10 +230,6 @@ fn record(worker: &Worker, endpoint: usize, times: Times, completed_at: Instant,
     } else {
         stats.success(endpoint, latency_us, exchange.payload);
     }
-}
-
-pub(crate) fn timeout_failure(timeout: Duration) -> Failure {
-    Failure::Timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32)
 }
 
 pub(crate) fn micros(d: Duration) -> u64 {

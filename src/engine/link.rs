@@ -6,17 +6,17 @@
 //! connection closed after any failure, backoff after a failed connect, failures recorded for
 //! every response that did not come.
 
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use super::exchange::{micros, timeout_failure, unix_now};
+use super::exchange::{micros, unix_now};
 use super::worker::{Running, Worker};
 use crate::config::Request;
 use crate::failure::Failure;
-use crate::http::conn::{MAX_RECONNECT_BACKOFF, MIN_RECONNECT_BACKOFF};
+use crate::http::conn::{next_backoff, socket_for};
 use crate::http::read::{ReadBuf, Reading};
 
 /// The ops a link can have in flight, one bit each; `user_data` is the link's index shifted
@@ -37,7 +37,6 @@ pub(crate) struct Ctx {
     /// `depth` copies of the request, written as one.
     pub batch: Vec<u8>,
     pub addr: Box<socket2::SockAddr>,
-    pub sources: Vec<std::net::IpAddr>,
     /// Links whose exchange starts with this turn's submission: their clocks start then.
     pub starting: Vec<u32>,
     /// No link is due (deadline or end of backoff) before this.
@@ -58,14 +57,6 @@ impl Ctx {
                 let _ = self.ring.submit();
                 self.ring.submission().push(&entry).expect("room after a submit");
             }
-        }
-    }
-
-    /// The source address user `user` connects from (`--source-addrs`), if any.
-    pub fn source_of(&self, user: u64) -> Option<std::net::IpAddr> {
-        match self.sources.len() {
-            0 => None,
-            n => Some(self.sources[(user % n as u64) as usize]),
         }
     }
 }
@@ -107,14 +98,10 @@ pub(crate) struct Link {
     pub deadline: Instant,
     /// Bytes of the request batch written so far.
     written: usize,
-    /// Every response of the exchange has arrived (the write may still be completing).
-    answered: bool,
     /// The connection may not carry another request (the server said close, or it ended).
     closing: bool,
     buf: ReadBuf,
     reading: Reading,
-    /// The spare bytes the read in flight may fill.
-    space: usize,
     /// Responses of the exchange received so far.
     completed: usize,
     /// Exchanges (tasks) begun since the user started (`--iterations`).
@@ -136,11 +123,9 @@ impl Link {
             started: now,
             deadline: now,
             written: 0,
-            answered: false,
             closing: false,
             buf: ReadBuf::default(),
             reading: Reading::default(),
-            space: 0,
             completed: 0,
             tasks: 0,
             retried: false,
@@ -198,14 +183,11 @@ impl Link {
     }
 
     fn connect(&mut self, ctx: &mut Ctx) {
-        let source = ctx.source_of(self.user);
+        let source = ctx.worker.run.plan.source_of(self.user);
         let socket = match open_socket(ctx.request.addr, source) {
             Ok(socket) => socket,
-            Err(failure) => {
-                // Nothing went to the kernel: the exchange fails now, and the next waits.
-                self.phase = Phase::Exchanging;
-                return self.fail(failure, ctx.now, ctx);
-            }
+            // Nothing went to the kernel: the exchange fails now, and the next waits.
+            Err(failure) => return self.fail(failure, ctx.now, ctx),
         };
         let fd = types::Fd(socket.as_raw_fd());
         self.fd = Some(socket);
@@ -220,7 +202,6 @@ impl Link {
         self.buf.sent();
         self.reading = Reading::default();
         self.written = 0;
-        self.answered = false;
         self.closing = false;
         self.push_send(ctx);
         if self.buf.unconsumed() {
@@ -240,11 +221,11 @@ impl Link {
 
     fn push_recv(&mut self, ctx: &mut Ctx) {
         let fd = types::Fd(self.fd.as_ref().expect("connected").as_raw_fd());
-        self.space = self.buf.spare();
+        let space = self.buf.spare();
         let bytes = &mut self.buf.bytes;
         // The spare capacity after the length; the buffer is not touched until this completes.
         let at = bytes.as_mut_ptr().wrapping_add(bytes.len());
-        self.push(ctx, RECV, opcode::Recv::new(fd, at, self.space.min(u32::MAX as usize) as u32).build());
+        self.push(ctx, RECV, opcode::Recv::new(fd, at, space.min(u32::MAX as usize) as u32).build());
     }
 
     fn push(&mut self, ctx: &mut Ctx, op: u8, entry: squeue::Entry) {
@@ -256,11 +237,7 @@ impl Link {
     pub fn complete(&mut self, op: u8, result: i32, now: Instant, ctx: &mut Ctx) {
         self.ops &= !op;
         if let Phase::Draining(after) = self.phase {
-            if op == RECV && result > 0 {
-                // A read that raced the cancel: its bytes are dropped with the connection.
-                // SAFETY: the kernel wrote `result` bytes into the spare capacity.
-                unsafe { self.buf.bytes.set_len(self.buf.bytes.len() + result as usize) };
-            }
+            // Whatever came back (a read that raced the cancel included) goes with the connection.
             if self.ops == 0 {
                 self.closed(after, now, ctx);
             }
@@ -282,7 +259,8 @@ impl Link {
                 self.written += result as usize;
                 if self.written < ctx.batch.len() {
                     self.push_send(ctx);
-                } else if self.answered {
+                } else if self.completed == ctx.depth {
+                    // Every response is already in: the write was the last to finish.
                     self.finish(now, ctx);
                 }
             }
@@ -296,7 +274,7 @@ impl Link {
     fn received(&mut self, n: usize, now: Instant, ctx: &mut Ctx) {
         // SAFETY: the kernel wrote `n` bytes into the spare capacity it was given.
         unsafe { self.buf.bytes.set_len(self.buf.bytes.len() + n) };
-        self.buf.filled(n, self.space);
+        self.buf.filled(n);
         self.advance(n == 0, now, ctx);
     }
 
@@ -344,7 +322,7 @@ impl Link {
         if self.completed < ctx.depth {
             return self.push_recv(ctx);
         }
-        self.answered = true;
+        // Every response is in; the exchange ends when the write has too.
         if self.ops & SEND == 0 {
             self.finish(now, ctx);
         }
@@ -381,7 +359,7 @@ impl Link {
         }
         if matches!(failure, Failure::Connect(_) | Failure::ConnectTimeout(_)) {
             // The next attempt waits: twice as long after each failure, from 1 ms to 1 s.
-            self.backoff = (self.backoff * 2).clamp(MIN_RECONNECT_BACKOFF, MAX_RECONNECT_BACKOFF);
+            self.backoff = next_backoff(self.backoff);
             self.retry_at = now + self.backoff;
         }
         {
@@ -397,8 +375,8 @@ impl Link {
     /// The deadline passed (`now` is past it).
     pub fn time_out(&mut self, now: Instant, ctx: &mut Ctx) {
         let failure = match self.phase {
-            Phase::Connecting => Failure::ConnectTimeout(timeout_failure_ms(ctx.request.timeout)),
-            _ => timeout_failure(ctx.request.timeout),
+            Phase::Connecting => Failure::connect_timeout(ctx.request.timeout),
+            _ => Failure::timeout(ctx.request.timeout),
         };
         self.fail(failure, now, ctx);
     }
@@ -452,32 +430,10 @@ impl Link {
     }
 }
 
-fn timeout_failure_ms(timeout: Duration) -> u32 {
-    timeout.as_millis().min(u128::from(u32::MAX)) as u32
-}
-
-/// A non-blocking TCP socket with `TCP_NODELAY`, bound to the next source address when the
-/// run spreads them (`--source-addrs`; IP_BIND_ADDRESS_NO_PORT leaves the port to the connect).
+/// A non-blocking TCP socket with `TCP_NODELAY`, bound to the user's source address if any.
 fn open_socket(addr: std::net::SocketAddr, source: Option<std::net::IpAddr>) -> Result<OwnedFd, Failure> {
-    use socket2::{Domain, Socket, Type};
     let io = |err: std::io::Error| Failure::from_io(&err, Failure::Connect);
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None).map_err(io)?;
+    let socket = socket_for(addr, source).map_err(io)?;
     socket.set_nodelay(true).map_err(io)?;
-    if let Some(source) = source {
-        let yes: libc::c_int = 1;
-        // SAFETY: a plain int option on a socket we own; failure only means the kernel may pick
-        // a port at bind time (still correct, fewer ports).
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                &yes as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        socket.bind(&std::net::SocketAddr::new(source, 0).into()).map_err(io)?;
-    }
-    // SAFETY: the descriptor was just made and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
+    Ok(OwnedFd::from(socket))
 }

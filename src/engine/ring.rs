@@ -1,8 +1,8 @@
 //! The ring engine: quick mode's hot loop on a hand-driven io_uring, for the plans that need
 //! nothing else (one plain-HTTP request, closed model, no think time; users by the spawn ramp,
-//! a load shape or live control; `--iterations`). One loop per worker thread, one state machine per user (`link`), no futures: each
-//! completion goes straight to its connection, each wait is one `io_uring_enter` that submits
-//! what the completions started. What monoio spends per request on its op bookkeeping (a slab
+//! a load shape or live control; `--iterations`). One loop per worker thread, one state machine
+//! per user (`link`), no futures: each completion goes straight to its connection, each wait is
+//! one `io_uring_enter` that submits what the completions started. What monoio spends per request on its op bookkeeping (a slab
 //! entry, a waker, a wake and a task poll per op) and the task's nested futures is not spent,
 //! and the clock is read twice per loop turn instead of twice per request.
 //!
@@ -11,7 +11,6 @@
 //! other plan, or any with `--no-ring`, runs on the task engine (`thread`).
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -67,6 +66,7 @@ pub(crate) fn main(worker: Rc<Worker>, request: &Request) -> Option<Result<()>> 
     worker.stats.borrow_mut().set_driver(driver);
     let depth = plan.pipeline.max(1);
     let now = Instant::now();
+    let never = now + crate::units::LONGEST;
     let mut engine = Engine {
         links: users.iter().enumerate().map(|(i, &user)| Link::new(i as u32, user, now)).collect(),
         ctx: Ctx {
@@ -77,11 +77,10 @@ pub(crate) fn main(worker: Rc<Worker>, request: &Request) -> Option<Result<()>> 
             depth,
             iterations: plan.iterations,
             addr: Box::new(request.addr.into()),
-            sources: plan.source_addrs.clone(),
             starting: Vec::new(),
-            earliest: now + crate::units::LONGEST,
+            earliest: never,
             now,
-            never: now + crate::units::LONGEST,
+            never,
         },
         spawned: 0,
         wanted: (plan.shape.is_some() || plan.live_control).then(|| (Wanted::new(), now)),
@@ -123,13 +122,10 @@ impl Engine {
                 self.scan(now);
             }
             self.ctx.worker.send_due_ticks(&mut seq)?;
-            if grace_end.is_none() && self.ctx.worker.is_over(now) {
-                self.ctx.worker.stopping.set(true);
-                grace_end = Some(now + plan.stop_timeout);
+            if self.ctx.worker.stop_if_over(now, &mut grace_end) {
                 self.stop_waiting(now);
             }
-            let running = self.ctx.worker.running.get();
-            if grace_end.is_some_and(|end| running == 0 || now >= end || run.abort.load(Ordering::Relaxed)) {
+            if self.ctx.worker.is_done(now, grace_end) {
                 break;
             }
             let next_tick = run.start + plan.tick * (seq as u32 + 1);

@@ -74,17 +74,14 @@ async fn control(worker: Rc<Worker>) -> Result<()> {
         monoio::time::sleep(POLL).await;
         let now = Instant::now();
         worker.send_due_ticks(&mut seq)?;
-        if grace_end.is_none() && worker.is_over(now) {
-            worker.stopping.set(true);
-            grace_end = Some(now + plan.stop_timeout);
+        if worker.stop_if_over(now, &mut grace_end) {
             // Open model: starts still waiting for a user will never begin; count them now,
             // before the final snapshot.
             for _ in worker.waiting.borrow_mut().drain(..) {
                 worker.stats.borrow_mut().dropped();
             }
         }
-        let aborted = run.abort.load(Ordering::Relaxed);
-        if grace_end.is_some_and(|end| worker.running.get() == 0 || now >= end || aborted) {
+        if worker.is_done(now, grace_end) {
             break;
         }
     }

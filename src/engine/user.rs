@@ -108,10 +108,7 @@ impl<'w> User<'w> {
             plan,
             index: user,
             rng: SmallRng::seed_from_u64(plan.user_seed(user)),
-            conns: Conns::from(match plan.source_addrs.len() {
-                0 => None,
-                n => Some(plan.source_addrs[(user % n as u64) as usize]),
-            }),
+            conns: Conns::from(plan.source_of(user)),
             session,
             deck: Vec::new(),
             dealt: 0,

@@ -128,6 +128,23 @@ impl Worker {
         Ok(())
     }
 
+    /// Once the run is over for this worker (`is_over`): sets `stopping` and starts the stop
+    /// timeout's grace in `grace_end`; true at that moment only.
+    pub fn stop_if_over(&self, now: Instant, grace_end: &mut Option<Instant>) -> bool {
+        if grace_end.is_some() || !self.is_over(now) {
+            return false;
+        }
+        self.stopping.set(true);
+        *grace_end = Some(now + self.run.plan.stop_timeout);
+        true
+    }
+
+    /// Whether the worker is done once stopping: no user running, the grace over, or aborted.
+    pub fn is_done(&self, now: Instant, grace_end: Option<Instant>) -> bool {
+        let aborted = self.run.abort.load(Ordering::Relaxed);
+        grace_end.is_some_and(|end| self.running.get() == 0 || now >= end || aborted)
+    }
+
     /// Whether the run is over for this worker: stopped, past its run time, or (`--iterations`)
     /// every user of the worker has done its tasks.
     pub fn is_over(&self, now: Instant) -> bool {

@@ -31,6 +31,11 @@ pub const QUIET_WRITE_BYTES: usize = 4096;
 pub const MIN_RECONNECT_BACKOFF: Duration = Duration::from_millis(1);
 pub const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The wait before the next connect after a failed one that followed a wait of `previous`.
+pub fn next_backoff(previous: Duration) -> Duration {
+    (previous * 2).clamp(MIN_RECONNECT_BACKOFF, MAX_RECONNECT_BACKOFF)
+}
+
 pub struct Conn {
     addr: SocketAddr,
     /// The address to connect from (`--source-addrs`); `None`: the kernel picks.
@@ -127,13 +132,13 @@ impl Conn {
         };
         let connected = match crate::runtime::timer::timeout(timeout, connecting).await {
             Ok(result) => result,
-            Err(_) => Err(Failure::ConnectTimeout(millis(timeout))),
+            Err(_) => Err(Failure::connect_timeout(timeout)),
         };
         let (stream, session) = match connected {
             Ok(connected) => connected,
             Err(failure) => {
                 // The next attempt waits: twice as long after each failure, from 1 ms to 1 s.
-                self.backoff = (self.backoff * 2).clamp(MIN_RECONNECT_BACKOFF, MAX_RECONNECT_BACKOFF);
+                self.backoff = next_backoff(self.backoff);
                 self.retry_at = Some(Instant::now() + self.backoff);
                 return Err(failure);
             }
@@ -310,7 +315,7 @@ impl Reader {
 
     /// Reads more bytes after the unconsumed ones; returns how many (0 at end of stream).
     async fn fill(&mut self) -> Result<usize, Failure> {
-        let space = self.buf.spare();
+        self.buf.spare();
         let Some(half) = self.half.as_mut() else {
             return Ok(0);
         };
@@ -325,7 +330,7 @@ impl Reader {
             }
         };
         self.received_at = Instant::now();
-        self.buf.filled(n, space);
+        self.buf.filled(n);
         Ok(n)
     }
 }
@@ -339,15 +344,13 @@ fn tls_failure(err: &crate::tls::TlsError, io: fn(i32) -> Failure) -> Failure {
     }
 }
 
-fn millis(d: Duration) -> u32 {
-    d.as_millis().min(u128::from(u32::MAX)) as u32
-}
-
-/// Connects to `addr` from `source` (any port: IP_BIND_ADDRESS_NO_PORT leaves the port to the
-/// connect, so each source address has its own ~28k ports per destination).
-async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+/// A non-blocking TCP socket for connecting to `addr`, bound to `source` when given (any port:
+/// IP_BIND_ADDRESS_NO_PORT leaves the port to the connect, so each source address has its own
+/// ~28k ports per destination). Both engines make their sockets here.
+pub fn socket_for(addr: SocketAddr, source: Option<std::net::IpAddr>) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+    let Some(source) = source else { return Ok(socket) };
     let yes: libc::c_int = 1;
     // SAFETY: a plain int option on a socket we own; failure only means the kernel may pick a
     // port at bind time (still correct, fewer ports).
@@ -361,6 +364,13 @@ async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Re
         );
     }
     socket.bind(&SocketAddr::new(source, 0).into())?;
+    Ok(socket)
+}
+
+/// Connects to `addr` from `source` (any port: IP_BIND_ADDRESS_NO_PORT leaves the port to the
+/// connect, so each source address has its own ~28k ports per destination).
+async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket_for(addr, Some(source))?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

@@ -97,6 +97,8 @@ pub struct ReadBuf {
     pub received_since_send: usize,
     /// `served` when the last request went out: > 0 means it went on a reused connection.
     served_at_send: u64,
+    /// The spare bytes the read in flight was given (see `spare`).
+    space: usize,
     /// The last read filled the buffer: grow it before the next one.
     grow: bool,
     /// The largest read, and the responses completed, since the buffer last had to fit them
@@ -115,6 +117,7 @@ impl Default for ReadBuf {
             served: 0,
             received_since_send: 0,
             served_at_send: 0,
+            space: 0,
             grow: false,
             largest_read: 0,
             responses_seen: 0,
@@ -226,16 +229,17 @@ impl ReadBuf {
         self.pos < self.bytes.len()
     }
 
-    /// Makes room for the next read (see `make_room`) and says where it goes: `bytes`'s spare
-    /// capacity, from its length.
+    /// Makes room for the next read (see `make_room`) and says how much: the read goes into
+    /// `bytes`'s spare capacity, from its length.
     pub fn spare(&mut self) -> usize {
         self.make_room();
-        self.bytes.capacity() - self.bytes.len()
+        self.space = self.bytes.capacity() - self.bytes.len();
+        self.space
     }
 
     /// A read of `n` bytes into the spare capacity (or, TLS, appended) completed.
-    pub fn filled(&mut self, n: usize, space: usize) {
-        self.grow = n == space;
+    pub fn filled(&mut self, n: usize) {
+        self.grow = n == self.space;
         self.largest_read = self.largest_read.max(n.min(u32::MAX as usize) as u32);
         self.received_since_send += n;
     }
